@@ -1,0 +1,80 @@
+"""The application factory: the contract, its handlers, auth, errors and the database."""
+
+import contextlib
+import logging
+import re
+from pathlib import Path
+
+from connexion import AsyncApp
+from connexion.resolver import Resolver
+from connexion.middleware import MiddlewarePosition
+from starlette.middleware.cors import CORSMiddleware
+
+import errors
+import handlers.health
+import handlers.tasks
+import openapi31
+from auth import TokenVerifier
+from db.engine import create_engine
+from db.tasks import TaskStore
+from request_id import RequestIdFilter, RequestIdMiddleware
+from settings import Settings
+
+SPEC_PATH = Path(__file__).parent / "openapi" / "tasks.yaml"
+HANDLER_MODULES = (handlers.tasks, handlers.health)
+
+
+def handler_for(operation_id: str):
+    """The function an operationId names: `listTasks` is `list_tasks` in a handlers module."""
+    name = re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", operation_id).lower()
+    for module in HANDLER_MODULES:
+        if hasattr(module, name):
+            return getattr(module, name)
+    raise AttributeError(f"operationId {operation_id} names no function {name} in handlers/")
+
+
+def configure_logging(level: str) -> None:
+    handler = logging.StreamHandler()
+    handler.addFilter(RequestIdFilter())
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
+
+
+def create_app(settings: Settings | None = None) -> AsyncApp:
+    settings = settings or Settings.from_env()
+    openapi31.install()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        engine = create_engine(settings)
+        try:
+            yield {"tasks": TaskStore(engine), "token_verifier": TokenVerifier(settings)}
+        finally:
+            await engine.dispose()
+
+    app = AsyncApp(
+        __name__,
+        lifespan=lifespan,
+        validator_map=openapi31.VALIDATOR_MAP,
+        uri_parser_class=openapi31.URIParser,
+    )
+    app.add_api(
+        openapi31.load_document(SPEC_PATH),
+        resolver=Resolver(handler_for),
+        strict_validation=True,
+        validate_responses=settings.validate_responses,
+        swagger_ui_options=None,
+    )
+    errors.register(app)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            position=MiddlewarePosition.BEFORE_EXCEPTION,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            expose_headers=["Location", "X-Request-ID", "Retry-After", "WWW-Authenticate"],
+            max_age=600,
+        )
+    app.add_middleware(RequestIdMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION)
+    return app

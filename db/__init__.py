@@ -1,0 +1,1 @@
+"""PostgreSQL: the engine, the tables, the task queries and a local server for development."""

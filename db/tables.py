@@ -1,0 +1,41 @@
+"""The tables as the code sees them; `migrations/` creates exactly these (a test compares)."""
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY, ENUM, TIMESTAMP, UUID
+
+metadata = sa.MetaData()
+
+PRIORITIES = ("low", "medium", "high")
+"""Declared in this order so that PostgreSQL sorts them low < medium < high."""
+
+priority_type = ENUM(*PRIORITIES, name="task_priority", create_type=False)
+NO_DUE_DATE_LAST = sa.text("'infinity'::timestamp with time zone")
+
+tasks = sa.Table(
+    "tasks",
+    metadata,
+    sa.Column("id", UUID(as_uuid=True), primary_key=True, server_default=sa.text("gen_random_uuid()")),
+    sa.Column("user_id", sa.Text, nullable=False),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("description", sa.Text),
+    sa.Column("completed", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("completed_at", TIMESTAMP(timezone=True)),
+    sa.Column("due_at", TIMESTAMP(timezone=True)),
+    sa.Column("priority", priority_type, nullable=False, server_default="medium"),
+    sa.Column("tags", ARRAY(sa.Text), nullable=False, server_default=sa.text("'{}'::text[]")),
+    sa.Column("created_at", TIMESTAMP(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("updated_at", TIMESTAMP(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.CheckConstraint("title ~ '\\S' AND char_length(title) <= 500", name="title_not_blank"),
+    sa.CheckConstraint("char_length(description) <= 1000", name="description_length"),
+    sa.CheckConstraint("cardinality(tags) <= 20", name="tags_at_most_20"),
+    sa.CheckConstraint("completed = (completed_at IS NOT NULL)", name="completed_at_iff_completed"),
+    sa.CheckConstraint("char_length(user_id) BETWEEN 1 AND 128", name="user_id_length"),
+)
+
+# One index per sort key, each led by user_id and ended by id: every page is an index scan
+# on one user's rows, in either direction.
+sa.Index("ix_tasks_user_created", tasks.c.user_id, tasks.c.created_at, tasks.c.id)
+sa.Index("ix_tasks_user_updated", tasks.c.user_id, tasks.c.updated_at, tasks.c.id)
+sa.Index("ix_tasks_user_title", tasks.c.user_id, sa.func.lower(tasks.c.title), tasks.c.id)
+sa.Index("ix_tasks_user_due", tasks.c.user_id, sa.func.coalesce(tasks.c.due_at, NO_DUE_DATE_LAST), tasks.c.id)
+sa.Index("ix_tasks_user_priority", tasks.c.user_id, tasks.c.priority, tasks.c.id)

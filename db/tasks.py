@@ -1,0 +1,171 @@
+"""Task queries. Every statement is scoped by the owner's user id; one statement per call."""
+
+import base64
+import binascii
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from db.tables import NO_DUE_DATE_LAST, PRIORITIES, tasks
+from errors import InvalidCursor
+
+TASK_COLUMNS = [column for column in tasks.c]
+
+SORT_KEYS = {
+    "created": tasks.c.created_at,
+    "updated": tasks.c.updated_at,
+    "title": sa.func.lower(tasks.c.title),
+    "due_date": sa.func.coalesce(tasks.c.due_at, NO_DUE_DATE_LAST),
+    "priority": tasks.c.priority,
+}
+"""What each `sort` orders by (then by id); each matches an index in `db/tables.py`."""
+
+
+@dataclass(frozen=True)
+class ListFilter:
+    status: str = "all"
+    q: str | None = None
+    priority: str | None = None
+    tag: str | None = None
+    due_before: datetime | None = None
+    due_after: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where a page ended: the last row's sort key and id, for the sort it was made for."""
+
+    sort: str
+    order: str
+    key: str | None
+    id: str
+
+    def encode(self) -> str:
+        raw = json.dumps([self.sort, self.order, self.key, self.id], separators=(",", ":"))
+        return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, token: str, *, sort: str, order: str) -> "Cursor":
+        try:
+            padded = token + "=" * (-len(token) % 4)
+            made_for_sort, made_for_order, key, last_id = json.loads(base64.urlsafe_b64decode(padded))
+            cursor = cls(made_for_sort, made_for_order, key, str(uuid.UUID(last_id)))
+            cursor.boundary()
+        except (ValueError, TypeError, OverflowError, binascii.Error):
+            raise InvalidCursor("The cursor is not one this service made; start again without it.") from None
+        if (cursor.sort, cursor.order) != (sort, order):
+            raise InvalidCursor("The cursor belongs to another sort or order; start again without it.")
+        return cursor
+
+    def boundary(self):
+        """The row position to continue after, as SQL values; ValueError if it cannot be one."""
+        key = self.key
+        if key is None:
+            if self.sort != "due_date":
+                raise ValueError("only due dates may be missing")
+            key = NO_DUE_DATE_LAST
+        elif not isinstance(key, str) or "\x00" in key:
+            raise ValueError("not a sort key")
+        elif self.sort in {"created", "updated", "due_date"}:
+            key = datetime.fromisoformat(key).astimezone(timezone.utc)
+        elif self.sort == "priority" and key not in PRIORITIES:
+            raise ValueError("not a priority")
+        else:
+            key.encode("utf-8")
+        return sa.tuple_(key, uuid.UUID(self.id))
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _cursor_key(sort: str, row) -> str | None:
+    value = {
+        "created": row.created_at,
+        "updated": row.updated_at,
+        "title": row.sort_key,
+        "due_date": row.due_at,
+        "priority": row.priority,
+    }[sort]
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+class TaskStore:
+    """The tasks of every user, reached only through a user id."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    def _owned(self, user_id: str, task_id: uuid.UUID):
+        return sa.and_(tasks.c.user_id == user_id, tasks.c.id == task_id)
+
+    async def _one(self, statement) -> dict | None:
+        async with self.engine.begin() as connection:
+            row = (await connection.execute(statement)).mappings().first()
+        return dict(row) if row is not None else None
+
+    async def create(self, user_id: str, fields: dict) -> dict:
+        statement = tasks.insert().values(user_id=user_id, **fields).returning(*TASK_COLUMNS)
+        return await self._one(statement)
+
+    async def get(self, user_id: str, task_id: uuid.UUID) -> dict | None:
+        return await self._one(sa.select(*TASK_COLUMNS).where(self._owned(user_id, task_id)))
+
+    async def update(self, user_id: str, task_id: uuid.UUID, fields: dict) -> dict | None:
+        """Sets the given fields; the database keeps `updated_at` and `completed_at` right."""
+        if not fields:
+            return await self.get(user_id, task_id)
+        statement = tasks.update().where(self._owned(user_id, task_id)).values(**fields).returning(*TASK_COLUMNS)
+        return await self._one(statement)
+
+    async def delete(self, user_id: str, task_id: uuid.UUID) -> bool:
+        statement = tasks.delete().where(self._owned(user_id, task_id)).returning(tasks.c.id)
+        return await self._one(statement) is not None
+
+    async def page(
+        self, user_id: str, where: ListFilter, *, sort: str, order: str, limit: int, cursor: str | None
+    ) -> tuple[list[dict], str | None]:
+        """One page in (sort key, id) order, and the cursor of the next page if there is one."""
+        key = SORT_KEYS[sort]
+        descending = order == "desc"
+        statement = sa.select(*TASK_COLUMNS, key.label("sort_key")).where(tasks.c.user_id == user_id)
+        if where.status != "all":
+            statement = statement.where(tasks.c.completed.is_(where.status == "completed"))
+        if where.q is not None:
+            pattern = f"%{_escape_like(where.q)}%"
+            statement = statement.where(
+                sa.or_(tasks.c.title.ilike(pattern, escape="\\"), tasks.c.description.ilike(pattern, escape="\\"))
+            )
+        if where.priority is not None:
+            statement = statement.where(tasks.c.priority == where.priority)
+        if where.tag is not None:
+            statement = statement.where(tasks.c.tags.contains([where.tag]))
+        if where.due_before is not None:
+            statement = statement.where(tasks.c.due_at < where.due_before)
+        if where.due_after is not None:
+            statement = statement.where(tasks.c.due_at >= where.due_after)
+        if cursor is not None:
+            after = Cursor.decode(cursor, sort=sort, order=order)
+            boundary = after.boundary()
+            position = sa.tuple_(key, tasks.c.id)
+            statement = statement.where(position < boundary if descending else position > boundary)
+        direction = sa.desc if descending else sa.asc
+        statement = statement.order_by(direction(key), direction(tasks.c.id)).limit(limit + 1)
+
+        async with self.engine.connect() as connection:
+            rows = (await connection.execute(statement)).all()
+        next_cursor = None
+        if len(rows) > limit:
+            rows = rows[:limit]
+            last = rows[-1]
+            next_cursor = Cursor(sort, order, _cursor_key(sort, last), str(last.id)).encode()
+        items = [{column.name: getattr(row, column.name) for column in TASK_COLUMNS} for row in rows]
+        return items, next_cursor
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as connection:
+            await connection.execute(sa.text("SELECT 1"))

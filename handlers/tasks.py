@@ -1,0 +1,93 @@
+"""listTasks, createTask, getTask, replaceTask, updateTask, deleteTask, completeTask."""
+
+import uuid
+from datetime import datetime, timezone
+
+from connexion import NoContent
+from connexion.context import operation
+
+from db.tasks import ListFilter
+from errors import InvalidRequest, TaskNotFound
+from handlers import task_store
+
+
+def _declared_defaults() -> dict:
+    """The defaults the contract declares for this operation's body fields."""
+    properties = operation.body_schema("application/json").get("properties", {})
+    return {name: schema["default"] for name, schema in properties.items() if "default" in schema}
+
+
+def _instant(value: str, *, where: str, name: str) -> datetime:
+    """An RFC 3339 string the contract has accepted, as an aware UTC datetime."""
+    try:
+        return datetime.fromisoformat(value).astimezone(timezone.utc)
+    except (ValueError, OverflowError):
+        location = {"in": where, "pointer": f"/{name}"} if where == "body" else {"in": where, "name": name}
+        raise InvalidRequest([{**location, "message": f"{value!r} is not a date-time this service can store"}]) from None
+
+
+def _columns(body: dict) -> dict:
+    """A validated body as column values."""
+    fields = dict(body)
+    if fields.get("due_at") is not None:
+        fields["due_at"] = _instant(fields["due_at"], where="body", name="due_at")
+    return fields
+
+
+def _found(task: dict | None) -> dict:
+    if task is None:
+        raise TaskNotFound()
+    return task
+
+
+async def list_tasks(
+    user_id: str,
+    status: str,
+    sort: str,
+    order: str,
+    limit: int,
+    q: str | None = None,
+    priority: str | None = None,
+    tag: str | None = None,
+    due_before: str | None = None,
+    due_after: str | None = None,
+    cursor: str | None = None,
+):
+    where = ListFilter(
+        status=status,
+        q=q,
+        priority=priority,
+        tag=tag,
+        due_before=due_before and _instant(due_before, where="query", name="due_before"),
+        due_after=due_after and _instant(due_after, where="query", name="due_after"),
+    )
+    items, next_cursor = await task_store().page(user_id, where, sort=sort, order=order, limit=limit, cursor=cursor)
+    return {"items": items, "next_cursor": next_cursor}
+
+
+async def create_task(user_id: str, body: dict):
+    task = await task_store().create(user_id, _columns(body))
+    return task, 201, {"Location": f"/api/{user_id}/tasks/{task['id']}"}
+
+
+async def get_task(user_id: str, task_id: uuid.UUID):
+    return _found(await task_store().get(user_id, task_id))
+
+
+async def replace_task(user_id: str, task_id: uuid.UUID, body: dict):
+    return _found(await task_store().update(user_id, task_id, _columns({**_declared_defaults(), **body})))
+
+
+async def update_task(user_id: str, task_id: uuid.UUID, body: dict):
+    return _found(await task_store().update(user_id, task_id, _columns(body)))
+
+
+async def delete_task(user_id: str, task_id: uuid.UUID):
+    if not await task_store().delete(user_id, task_id):
+        raise TaskNotFound()
+    return NoContent, 204
+
+
+async def complete_task(user_id: str, task_id: uuid.UUID, body: dict | None = None):
+    completed = (body or {}).get("completed", True)
+    return _found(await task_store().update(user_id, task_id, {"completed": completed}))

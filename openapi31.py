@@ -1,0 +1,213 @@
+"""OpenAPI 3.1 for Connexion 3.3: what the framework lacks, in one place.
+
+Written for Connexion 3.3.0 (``WRITTEN_FOR``); ``tests/test_openapi31.py`` pins each
+behaviour below so that an upgrade which breaks one fails loudly.
+
+- Connexion checks every document against its bundled 3.0 schema and rejects ``openapi:
+  3.1.x`` (spec-first/connexion#1396): the check goes to openapi-spec-validator instead.
+- Connexion validates with JSON Schema Draft 4, which ignores ``format: uuid`` and does not
+  know type arrays: requests and responses are validated with Draft 2020-12, the dialect of
+  OpenAPI 3.1, and every violation is reported (Connexion stops at the first).
+- Type arrays such as ``[integer, "null"]`` in parameters are coerced from the query string.
+- A body that is not UTF-8, not JSON, or holds lone surrogates is a 400, not a 500 (#1860).
+- A handler returning data from an operation whose errors are ``application/problem+json``
+  gets the one success media type instead of a 500 (#1956).
+"""
+
+import json
+import typing as t
+from pathlib import Path
+
+import yaml
+from connexion.datastructures import MediaTypeDict, NoContent
+from connexion.decorators.response import BaseResponseDecorator
+from connexion.exceptions import InvalidSpecification, NonConformingResponseBody
+from connexion.lifecycle import ConnexionRequest
+from connexion.spec import OpenAPISpecification
+from connexion.uri_parsing import OpenAPIURIParser
+from connexion.utils import extract_content_type
+from connexion.validators import (
+    JSONRequestBodyValidator,
+    JSONResponseBodyValidator,
+    ParameterValidator,
+)
+from connexion.validators import VALIDATOR_MAP as CONNEXION_VALIDATOR_MAP
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+from openapi_spec_validator import validate as validate_openapi_document
+from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
+
+from errors import PROBLEM_JSON, InvalidRequest, MalformedBody
+
+WRITTEN_FOR = "3.3.0"
+
+
+def load_document(path: Path) -> dict:
+    """The contract as written; Connexion gets this dict, readers get the file itself."""
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+# --- the document check -------------------------------------------------------------------
+
+
+def _validate_with_openapi_spec_validator(cls, spec: dict) -> None:
+    try:
+        validate_openapi_document(spec)
+    except OpenAPIValidationError as error:
+        raise InvalidSpecification(str(error)) from error
+
+
+# --- Draft 2020-12 validation with every violation ------------------------------------------
+
+_validators: dict[int, tuple[dict, Draft202012Validator]] = {}
+
+
+def validator_for(schema: dict) -> Draft202012Validator:
+    """One compiled validator per schema object: Connexion asks again on every request."""
+    cached = _validators.get(id(schema))
+    if cached is None or cached[0] is not schema:
+        cached = (schema, Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER))
+        _validators[id(schema)] = cached
+    return cached[1]
+
+
+def _pointer(path: t.Iterable) -> str:
+    return "".join("/" + str(part).replace("~", "~0").replace("/", "~1") for part in path)
+
+
+def body_violations(error: ValidationError) -> list[dict]:
+    """One violation per wrong field, pointing at the field itself where it can."""
+    here = list(error.absolute_path)
+    if error.validator == "required":
+        for name in error.validator_value:
+            if error.message == f"{name!r} is a required property":
+                return [{"in": "body", "pointer": _pointer([*here, name]), "message": f"{name!r} is required"}]
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        known = error.schema.get("properties", {})
+        return [
+            {"in": "body", "pointer": _pointer([*here, name]), "message": f"{name!r} is not a writable field"}
+            for name in error.instance
+            if name not in known
+        ]
+    return [{"in": "body", "pointer": _pointer(here), "message": _message(error)}]
+
+
+def _message(error: ValidationError) -> str:
+    """jsonschema's message, except that a pattern is explained by its schema's description."""
+    if error.validator == "pattern" and "description" in error.schema:
+        return f"{error.instance!r} is not allowed: {error.schema['description']}"
+    return error.message
+
+
+def _no_constant(name: str) -> t.NoReturn:
+    raise ValueError(f"{name} is not JSON")
+
+
+class RequestBodyValidator(JSONRequestBodyValidator):
+    """JSON request bodies: parsed strictly, validated with Draft 2020-12, all errors listed."""
+
+    async def _parse(self, stream: t.AsyncGenerator[bytes, None], scope) -> t.Any:
+        raw = b"".join([chunk async for chunk in stream])
+        if not raw:
+            return None
+        try:
+            body = json.loads(raw.decode(self._encoding), parse_constant=_no_constant)
+            json.dumps(body, ensure_ascii=False).encode("utf-8")  # lone surrogates
+        except (UnicodeError, LookupError):
+            raise MalformedBody("The body is not valid UTF-8 text.") from None
+        except (ValueError, RecursionError) as error:
+            raise MalformedBody(f"The body is not valid JSON: {error}") from None
+        return body
+
+    def _validate(self, body: t.Any) -> None:
+        if body is None and not self._nullable:
+            raise MalformedBody("The request needs a JSON body.")
+        errors = sorted(validator_for(self._schema).iter_errors(body), key=lambda e: list(map(str, e.absolute_path)))
+        if errors:
+            raise InvalidRequest([v for error in errors for v in body_violations(error)])
+
+
+class ResponseBodyValidator(JSONResponseBodyValidator):
+    """JSON responses checked with Draft 2020-12: a drift from the contract is a 500 in tests."""
+
+    def _validate(self, body: t.Any) -> None:
+        messages = [
+            f"{_pointer(error.absolute_path) or '/'}: {error.message}"
+            for error in validator_for(self._schema).iter_errors(body)
+        ]
+        if messages:
+            raise NonConformingResponseBody("Response breaks the contract: " + "; ".join(messages))
+
+
+class RequestParameterValidator(ParameterValidator):
+    """Path, query and header parameters with Draft 2020-12, all errors listed."""
+
+    def validate_request(self, request: ConnexionRequest) -> None:
+        violations = []
+        if self.strict_validation:
+            for name in sorted(self.validate_query_parameter_list(request, self.security_query_params)):
+                violations.append({"in": "query", "name": name, "message": "is not a parameter of this operation"})
+        sources = {
+            "path": request.path_params,
+            "query": request.query_params,
+            "header": request.headers,
+        }
+        for location, values in sources.items():
+            for param in self.parameters.get(location, []):
+                name = param["name"]
+                value = values.get(name)
+                if value is None:
+                    if param.get("required"):
+                        violations.append({"in": location, "name": name, "message": "is required"})
+                    continue
+                for error in validator_for(param["schema"]).iter_errors(value):
+                    violations.append({"in": location, "name": name, "message": _message(error)})
+        if violations:
+            raise InvalidRequest(violations)
+
+
+class URIParser(OpenAPIURIParser):
+    """Coerces parameters whose schema has a type array by its first non-null type."""
+
+    def __init__(self, param_defns: list[dict], body_defn: dict) -> None:
+        coercible = [{**defn, "schema": _single_type(defn.get("schema", {}))} for defn in param_defns]
+        super().__init__(coercible, body_defn)
+
+
+def _single_type(schema: dict) -> dict:
+    types = schema.get("type")
+    if isinstance(types, list):
+        concrete = [name for name in types if name != "null"]
+        return {**schema, "type": concrete[0] if concrete else "null"}
+    return schema
+
+
+VALIDATOR_MAP = {
+    "parameter": RequestParameterValidator,
+    "body": MediaTypeDict({**CONNEXION_VALIDATOR_MAP["body"], "*/*json": RequestBodyValidator}),
+    "response": MediaTypeDict({**CONNEXION_VALIDATOR_MAP["response"], "*/*json": ResponseBodyValidator}),
+}
+
+
+# --- response media type --------------------------------------------------------------------
+
+_connexion_infer_content_type = BaseResponseDecorator._infer_content_type
+
+
+def _infer_content_type(data: t.Any, headers: dict) -> str | None:
+    """Data a handler returns is a success: problem+json is only for raised errors."""
+    from connexion.context import operation
+
+    if data is None or data is NoContent:
+        return None
+    if not extract_content_type(headers):
+        success_types = {media for media in operation.produces if media != PROBLEM_JSON}
+        if len(success_types) == 1:
+            return success_types.pop()
+    return _connexion_infer_content_type(data, headers)
+
+
+def install() -> None:
+    """Teach Connexion the 3.1 document check and the response media type rule."""
+    OpenAPISpecification._validate_spec = classmethod(_validate_with_openapi_spec_validator)
+    BaseResponseDecorator._infer_content_type = staticmethod(_infer_content_type)

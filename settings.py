@@ -1,0 +1,67 @@
+"""Configuration, read once from the environment (see `.env.example` and the README)."""
+
+import os
+from dataclasses import dataclass, field
+
+MIN_SECRET_BYTES = 32
+
+
+class ConfigError(Exception):
+    """The environment cannot run the service; the message is the one line to print."""
+
+
+def _flag(value: str) -> bool:
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    jwt_secret: str = field(repr=False)
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_leeway_seconds: int = 30
+    db_pool_size: int = 5
+    db_max_overflow: int = 10
+    db_pool_recycle_seconds: int = 300
+    db_pool_pre_ping: bool = True
+    db_pgbouncer: bool = False
+    db_connect_timeout_seconds: float = 5.0
+    db_statement_timeout_seconds: float = 10.0
+    cors_origins: tuple[str, ...] = ()
+    validate_responses: bool = False
+    log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        if not self.database_url:
+            raise ConfigError("DATABASE_URL is not set: point it at a PostgreSQL database.")
+        if not self.jwt_secret:
+            raise ConfigError("BETTER_AUTH_SECRET (or JWT_SECRET) is not set: it verifies the tokens.")
+        if len(self.jwt_secret.encode()) < MIN_SECRET_BYTES:
+            raise ConfigError(f"BETTER_AUTH_SECRET is shorter than {MIN_SECRET_BYTES} bytes: use a longer secret.")
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides) -> "Settings":
+        env = dict(os.environ if env is None else env)
+        get = env.get
+        try:
+            values = dict(
+                database_url=get("DATABASE_URL", ""),
+                jwt_secret=get("BETTER_AUTH_SECRET") or get("JWT_SECRET", ""),
+                jwt_issuer=get("JWT_ISSUER") or None,
+                jwt_audience=get("JWT_AUDIENCE") or None,
+                jwt_leeway_seconds=int(get("JWT_LEEWAY_SECONDS", "30")),
+                db_pool_size=int(get("DB_POOL_SIZE", "5")),
+                db_max_overflow=int(get("DB_MAX_OVERFLOW", "10")),
+                db_pool_recycle_seconds=int(get("DB_POOL_RECYCLE_SECONDS", "300")),
+                db_pool_pre_ping=_flag(get("DB_POOL_PRE_PING", "true")),
+                db_pgbouncer=_flag(get("DB_PGBOUNCER", "false")),
+                db_connect_timeout_seconds=float(get("DB_CONNECT_TIMEOUT_SECONDS", "5")),
+                db_statement_timeout_seconds=float(get("DB_STATEMENT_TIMEOUT_SECONDS", "10")),
+                cors_origins=tuple(o.strip() for o in get("CORS_ORIGINS", "").split(",") if o.strip()),
+                validate_responses=_flag(get("VALIDATE_RESPONSES", "false")),
+                log_level=get("LOG_LEVEL", "INFO").upper(),
+            )
+        except ValueError as error:
+            raise ConfigError(f"A numeric setting is not a number: {error}") from None
+        return cls(**{**values, **overrides})

@@ -1,0 +1,106 @@
+"""A real PostgreSQL for the session, the app with response validation on, and users."""
+
+import os
+import tempfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from app import create_app
+from auth import TokenVerifier
+from cli import migrate
+from db.local_server import LocalPostgres
+from settings import Settings
+
+TEST_SECRET = "test-secret-that-is-at-least-32-bytes-long"
+
+
+@dataclass
+class Database:
+    url: str
+    server: LocalPostgres | None
+
+
+@pytest.fixture(scope="session")
+def database():
+    """TEST_DATABASE_URL if given, else a throwaway server of our own, migrated."""
+    url = os.environ.get("TEST_DATABASE_URL")
+    if url:
+        migrate(url)
+        yield Database(url, None)
+        return
+    root = Path(tempfile.mkdtemp(prefix="tasks-test-"))
+    root.chmod(0o711)  # the server's account must reach its data directory
+    server = LocalPostgres(root / "pg", durable=False).start()
+    try:
+        migrate(server.url)
+        yield Database(server.url, server)
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def settings(database) -> Settings:
+    return Settings.from_env(
+        {}, database_url=database.url, jwt_secret=TEST_SECRET, validate_responses=True, db_connect_timeout_seconds=2
+    )
+
+
+@pytest.fixture(scope="session")
+def client(settings):
+    with TestClient(create_app(settings), raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+@pytest.fixture(scope="session")
+def tokens(settings) -> TokenVerifier:
+    return TokenVerifier(settings)
+
+
+@dataclass
+class User:
+    """Someone calling the API with their own token, on their own tasks."""
+
+    id: str
+    token: str
+    client: TestClient
+
+    @property
+    def auth(self) -> dict:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def call(self, method: str, path: str = "", *, owner: str | None = None, headers=None, **kwargs):
+        url = f"/api/{owner or self.id}/tasks{path}"
+        return self.client.request(method, url, headers={**self.auth, **(headers or {})}, **kwargs)
+
+    def create_task(self, **fields) -> dict:
+        response = self.call("POST", json={"title": "A task", **fields})
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    def list_tasks(self, **params) -> dict:
+        response = self.call("GET", params=params)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+
+@pytest.fixture
+def make_user(client, tokens):
+    def make(prefix: str = "user") -> User:
+        user_id = f"{prefix}_{uuid.uuid4().hex[:12]}"
+        return User(user_id, tokens.mint(user_id), client)
+
+    return make
+
+
+@pytest.fixture
+def alice(make_user) -> User:
+    return make_user("alice")
+
+
+@pytest.fixture
+def bob(make_user) -> User:
+    return make_user("bob")
