@@ -120,8 +120,10 @@ class RequestBodyValidator(JSONRequestBodyValidator):
         return body
 
     def _validate(self, body: t.Any) -> None:
-        if body is None and not self._nullable:
-            raise MalformedBody("The request needs a JSON body.")
+        if body is None:
+            if self._required:
+                raise MalformedBody("The request needs a JSON body.")
+            return
         errors = sorted(validator_for(self._schema).iter_errors(body), key=lambda e: list(map(str, e.absolute_path)))
         if errors:
             raise InvalidRequest([v for error in errors for v in body_violations(error)])

@@ -24,8 +24,12 @@ class RequestIdFilter(logging.Filter):
     """Gives every log record a `request_id` attribute for the formatter."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = _request_id.get()
+        if not hasattr(record, "request_id"):
+            record.request_id = _request_id.get()
         return True
+
+
+access_log.addFilter(RequestIdFilter())
 
 
 class RequestIdMiddleware:
@@ -54,11 +58,6 @@ class RequestIdMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            access_log.info(
-                "%s %s %d %.1fms",
-                scope["method"],
-                scope["path"],
-                status,
-                (time.perf_counter() - started) * 1000,
-            )
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            access_log.info("%s %s %d %.1fms", scope["method"], scope["path"], status, elapsed_ms)
             _request_id.reset(token)

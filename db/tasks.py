@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from db.tables import NO_DUE_DATE_LAST, PRIORITIES, tasks
+from db.tables import NO_DUE_DATE_LAST, PRIORITIES, priority_type, tasks
 from errors import InvalidCursor
 
 TASK_COLUMNS = [column for column in tasks.c]
@@ -72,8 +72,10 @@ class Cursor:
             raise ValueError("not a sort key")
         elif self.sort in {"created", "updated", "due_date"}:
             key = datetime.fromisoformat(key).astimezone(timezone.utc)
-        elif self.sort == "priority" and key not in PRIORITIES:
-            raise ValueError("not a priority")
+        elif self.sort == "priority":
+            if key not in PRIORITIES:
+                raise ValueError("not a priority")
+            key = sa.literal(key, priority_type)
         else:
             key.encode("utf-8")
         return sa.tuple_(key, uuid.UUID(self.id))
@@ -92,6 +94,35 @@ def _cursor_key(sort: str, row) -> str | None:
         "priority": row.priority,
     }[sort]
     return value.isoformat() if isinstance(value, datetime) else value
+
+
+def list_statement(
+    user_id: str, where: ListFilter, *, sort: str, order: str, limit: int, after: Cursor | None = None
+) -> sa.Select:
+    """The user's tasks matching `where`, in (sort key, id) order, after the cursor's row."""
+    key = SORT_KEYS[sort]
+    descending = order == "desc"
+    statement = sa.select(*TASK_COLUMNS, key.label("sort_key")).where(tasks.c.user_id == user_id)
+    if where.status != "all":
+        statement = statement.where(tasks.c.completed.is_(where.status == "completed"))
+    if where.q is not None:
+        pattern = f"%{_escape_like(where.q)}%"
+        statement = statement.where(
+            sa.or_(tasks.c.title.ilike(pattern, escape="\\"), tasks.c.description.ilike(pattern, escape="\\"))
+        )
+    if where.priority is not None:
+        statement = statement.where(tasks.c.priority == where.priority)
+    if where.tag is not None:
+        statement = statement.where(tasks.c.tags.contains([where.tag]))
+    if where.due_before is not None:
+        statement = statement.where(tasks.c.due_at < where.due_before)
+    if where.due_after is not None:
+        statement = statement.where(tasks.c.due_at >= where.due_after)
+    if after is not None:
+        position = sa.tuple_(key, tasks.c.id)
+        statement = statement.where(position < after.boundary() if descending else position > after.boundary())
+    direction = sa.desc if descending else sa.asc
+    return statement.order_by(direction(key), direction(tasks.c.id)).limit(limit)
 
 
 class TaskStore:
@@ -130,32 +161,8 @@ class TaskStore:
         self, user_id: str, where: ListFilter, *, sort: str, order: str, limit: int, cursor: str | None
     ) -> tuple[list[dict], str | None]:
         """One page in (sort key, id) order, and the cursor of the next page if there is one."""
-        key = SORT_KEYS[sort]
-        descending = order == "desc"
-        statement = sa.select(*TASK_COLUMNS, key.label("sort_key")).where(tasks.c.user_id == user_id)
-        if where.status != "all":
-            statement = statement.where(tasks.c.completed.is_(where.status == "completed"))
-        if where.q is not None:
-            pattern = f"%{_escape_like(where.q)}%"
-            statement = statement.where(
-                sa.or_(tasks.c.title.ilike(pattern, escape="\\"), tasks.c.description.ilike(pattern, escape="\\"))
-            )
-        if where.priority is not None:
-            statement = statement.where(tasks.c.priority == where.priority)
-        if where.tag is not None:
-            statement = statement.where(tasks.c.tags.contains([where.tag]))
-        if where.due_before is not None:
-            statement = statement.where(tasks.c.due_at < where.due_before)
-        if where.due_after is not None:
-            statement = statement.where(tasks.c.due_at >= where.due_after)
-        if cursor is not None:
-            after = Cursor.decode(cursor, sort=sort, order=order)
-            boundary = after.boundary()
-            position = sa.tuple_(key, tasks.c.id)
-            statement = statement.where(position < boundary if descending else position > boundary)
-        direction = sa.desc if descending else sa.asc
-        statement = statement.order_by(direction(key), direction(tasks.c.id)).limit(limit + 1)
-
+        after = Cursor.decode(cursor, sort=sort, order=order) if cursor is not None else None
+        statement = list_statement(user_id, where, sort=sort, order=order, limit=limit + 1, after=after)
         async with self.engine.connect() as connection:
             rows = (await connection.execute(statement)).all()
         next_cursor = None
