@@ -6,8 +6,8 @@ import re
 from pathlib import Path
 
 from connexion import AsyncApp
-from connexion.resolver import Resolver
 from connexion.middleware import MiddlewarePosition
+from connexion.resolver import Resolver
 from starlette.middleware.cors import CORSMiddleware
 
 import errors

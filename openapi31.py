@@ -26,12 +26,12 @@ from connexion.lifecycle import ConnexionRequest
 from connexion.spec import OpenAPISpecification
 from connexion.uri_parsing import OpenAPIURIParser
 from connexion.utils import extract_content_type
+from connexion.validators import VALIDATOR_MAP as CONNEXION_VALIDATOR_MAP
 from connexion.validators import (
     JSONRequestBodyValidator,
     JSONResponseBodyValidator,
     ParameterValidator,
 )
-from connexion.validators import VALIDATOR_MAP as CONNEXION_VALIDATOR_MAP
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 from openapi_spec_validator import validate as validate_openapi_document

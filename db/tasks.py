@@ -5,7 +5,7 @@ import binascii
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -71,7 +71,7 @@ class Cursor:
         elif not isinstance(key, str) or "\x00" in key:
             raise ValueError("not a sort key")
         elif self.sort in {"created", "updated", "due_date"}:
-            key = datetime.fromisoformat(key).astimezone(timezone.utc)
+            key = datetime.fromisoformat(key).astimezone(UTC)
         elif self.sort == "priority":
             if key not in PRIORITIES:
                 raise ValueError("not a priority")

@@ -1,7 +1,7 @@
 """listTasks, createTask, getTask, replaceTask, updateTask, deleteTask, completeTask."""
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from connexion import NoContent
 from connexion.context import operation
@@ -20,10 +20,12 @@ def _declared_defaults() -> dict:
 def _instant(value: str, *, where: str, name: str) -> datetime:
     """An RFC 3339 string the contract has accepted, as an aware UTC datetime."""
     try:
-        return datetime.fromisoformat(value).astimezone(timezone.utc)
+        return datetime.fromisoformat(value).astimezone(UTC)
     except (ValueError, OverflowError):
         location = {"in": where, "pointer": f"/{name}"} if where == "body" else {"in": where, "name": name}
-        raise InvalidRequest([{**location, "message": f"{value!r} is not a date-time this service can store"}]) from None
+        raise InvalidRequest(
+            [{**location, "message": f"{value!r} is not a date-time this service can store"}]
+        ) from None
 
 
 def _columns(body: dict) -> dict:

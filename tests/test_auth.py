@@ -5,7 +5,6 @@ import uuid
 
 import jwt
 import pytest
-
 from conftest import TEST_SECRET
 
 TASK = str(uuid.uuid4())

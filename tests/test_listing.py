@@ -2,7 +2,7 @@
 
 import base64
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -100,7 +100,7 @@ def make_mixed_tasks(user) -> list[dict]:
 
 def expected_order(tasks: list[dict], sort: str, order: str) -> list[str]:
     """The order the contract promises, computed independently of the service."""
-    far_future = datetime.max.replace(tzinfo=timezone.utc)
+    far_future = datetime.max.replace(tzinfo=UTC)
     keys = {
         "created": lambda t: datetime.fromisoformat(t["created_at"]),
         "updated": lambda t: datetime.fromisoformat(t["updated_at"]),
@@ -205,6 +205,6 @@ def test_every_bad_parameter_is_reported_at_once(alice):
 
 
 def test_due_filter_accepts_any_offset(alice):
-    alice.create_task(title="due", due_at=(datetime(2026, 12, 1, tzinfo=timezone.utc)).isoformat())
+    alice.create_task(title="due", due_at=(datetime(2026, 12, 1, tzinfo=UTC)).isoformat())
     before = (datetime(2026, 12, 1, 1, tzinfo=timezone(timedelta(hours=1))) + timedelta(seconds=1)).isoformat()
     assert titles(alice.list_tasks(due_before=before)) == ["due"]

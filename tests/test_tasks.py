@@ -48,13 +48,20 @@ def test_getting_a_task(alice):
 
 
 def test_replacing_a_task_resets_what_is_left_out(alice):
-    task = alice.create_task(title="Old", description="details", priority="high", tags=["x"], due_at="2027-01-01T00:00:00Z")
+    task = alice.create_task(
+        title="Old", description="details", priority="high", tags=["x"], due_at="2027-01-01T00:00:00Z"
+    )
     response = alice.call("PUT", f"/{task['id']}", json={"title": "New"})
     assert response.status_code == 200
     replaced = response.json()
     assert replaced["id"] == task["id"]
     assert replaced["title"] == "New"
-    assert (replaced["description"], replaced["priority"], replaced["tags"], replaced["due_at"]) == (None, "medium", [], None)
+    assert (replaced["description"], replaced["priority"], replaced["tags"], replaced["due_at"]) == (
+        None,
+        "medium",
+        [],
+        None,
+    )
     assert replaced["created_at"] == task["created_at"]
     assert replaced["updated_at"] > task["updated_at"]
 

@@ -42,7 +42,9 @@ def upgrade() -> None:
     op.create_index("ix_tasks_user_created", "tasks", ["user_id", "created_at", "id"])
     op.create_index("ix_tasks_user_updated", "tasks", ["user_id", "updated_at", "id"])
     op.create_index("ix_tasks_user_title", "tasks", ["user_id", sa.text("lower(title)"), "id"])
-    op.create_index("ix_tasks_user_due", "tasks", ["user_id", sa.func.coalesce(sa.column("due_at"), no_due_date_last), "id"])
+    op.create_index(
+        "ix_tasks_user_due", "tasks", ["user_id", sa.func.coalesce(sa.column("due_at"), no_due_date_last), "id"]
+    )
     op.create_index("ix_tasks_user_priority", "tasks", ["user_id", "priority", "id"])
 
     # The database, not the handlers, keeps the server-maintained fields right:
@@ -72,8 +74,7 @@ def upgrade() -> None:
         """
     )
     op.execute(
-        "CREATE TRIGGER tasks_maintain BEFORE INSERT OR UPDATE ON tasks "
-        "FOR EACH ROW EXECUTE FUNCTION tasks_maintain()"
+        "CREATE TRIGGER tasks_maintain BEFORE INSERT OR UPDATE ON tasks FOR EACH ROW EXECUTE FUNCTION tasks_maintain()"
     )
 
 
