@@ -8,7 +8,8 @@ behaviour below so that an upgrade which breaks one fails loudly.
 - Connexion validates with JSON Schema Draft 4, which ignores ``format: uuid`` and does not
   know type arrays: requests and responses are validated with Draft 2020-12, the dialect of
   OpenAPI 3.1, and every violation is reported (Connexion stops at the first).
-- Type arrays such as ``[integer, "null"]`` in parameters are coerced from the query string.
+- Type arrays such as ``[integer, "null"]`` in parameters are coerced from the query string
+  (Connexion casts twice, for validation and for handler arguments; both learn it).
 - A body that is not UTF-8, not JSON, or holds lone surrogates is a 400, not a 500 (#1860).
 - A handler returning data from an operation whose errors are ``application/problem+json``
   gets the one success media type instead of a 500 (#1956).
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import yaml
 from connexion.datastructures import MediaTypeDict, NoContent
+from connexion.decorators import parameter as connexion_parameters
 from connexion.decorators.response import BaseResponseDecorator
 from connexion.exceptions import InvalidSpecification, NonConformingResponseBody
 from connexion.lifecycle import ConnexionRequest
@@ -144,6 +146,11 @@ class ResponseBodyValidator(JSONResponseBodyValidator):
 class RequestParameterValidator(ParameterValidator):
     """Path, query and header parameters with Draft 2020-12, all errors listed."""
 
+    def __init__(self, parameters: list[dict], *args, **kwargs) -> None:
+        # Connexion hands path-level parameters over once per middleware that parsed them.
+        unique = {(param["in"], param["name"]): param for param in parameters}
+        super().__init__(list(unique.values()), *args, **kwargs)
+
     def validate_request(self, request: ConnexionRequest) -> None:
         violations = []
         if self.strict_validation:
@@ -174,6 +181,15 @@ class URIParser(OpenAPIURIParser):
     def __init__(self, param_defns: list[dict], body_defn: dict) -> None:
         coercible = [{**defn, "schema": _single_type(defn.get("schema", {}))} for defn in param_defns]
         super().__init__(coercible, body_defn)
+
+
+_connexion_get_val_from_param = connexion_parameters._get_val_from_param
+
+
+def _get_val_from_param(value: t.Any, param_definitions: dict) -> t.Any:
+    """Handler arguments are cast by a second path in Connexion: give it one type too."""
+    schema = param_definitions.get("schema", param_definitions)
+    return _connexion_get_val_from_param(value, {**param_definitions, "schema": _single_type(schema)})
 
 
 def _single_type(schema: dict) -> dict:
@@ -210,6 +226,7 @@ def _infer_content_type(data: t.Any, headers: dict) -> str | None:
 
 
 def install() -> None:
-    """Teach Connexion the 3.1 document check and the response media type rule."""
+    """Teach Connexion the 3.1 document check, type-array casting and the response media type."""
     OpenAPISpecification._validate_spec = classmethod(_validate_with_openapi_spec_validator)
+    connexion_parameters._get_val_from_param = _get_val_from_param
     BaseResponseDecorator._infer_content_type = staticmethod(_infer_content_type)
