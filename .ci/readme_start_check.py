@@ -1,0 +1,90 @@
+"""Proves the README's start command: it serves, a task survives a restart, and stopping it
+(Ctrl-C, then SIGTERM) leaves no PostgreSQL behind. Standard library only."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+BASE = "http://127.0.0.1:8000"
+PID_FILE = Path(".data/postgres/postmaster.pid")
+
+
+def start(command: str) -> tuple[subprocess.Popen, list[str]]:
+    process = subprocess.Popen(
+        ["bash", "-c", command], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
+    lines: list[str] = []
+
+    def drain():
+        for line in process.stdout:
+            lines.append(line)
+            print("  | " + re.sub(r"eyJ[\w.-]+", "<token>", line), end="", flush=True)
+
+    threading.Thread(target=drain, daemon=True).start()
+    deadline = time.monotonic() + 600  # the first start installs the environment
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            sys.exit(f"the start command exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(f"{BASE}/ready", timeout=2) as response:
+                if response.status == 200:
+                    return process, lines
+        except OSError:
+            time.sleep(0.5)
+    sys.exit("the API did not become ready")
+
+
+def token(lines: list[str]) -> str:
+    for line in lines:
+        match = re.match(r"Token\s+(\S+)", line)
+        if match:
+            return match.group(1)
+    sys.exit("the start command printed no development token")
+
+
+def call(method: str, path: str, bearer: str, body: dict | None = None) -> dict:
+    request = urllib.request.Request(
+        BASE + path,
+        method=method,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"Authorization": f"Bearer {bearer}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def stop(process: subprocess.Popen, sig: signal.Signals) -> None:
+    os.killpg(process.pid, sig)
+    process.wait(timeout=60)
+    time.sleep(0.5)
+    if PID_FILE.exists():
+        sys.exit(f"PostgreSQL is still running after {sig.name} ({PID_FILE} remains)")
+    print(f"stopped with {sig.name}; PostgreSQL stopped too")
+
+
+def main() -> None:
+    command = sys.argv[1]
+    process, lines = start(command)
+    bearer = token(lines)
+    user = "dev-user"
+    created = call("POST", f"/api/{user}/tasks", bearer, {"title": f"survives a restart {time.time()}"})
+    stop(process, signal.SIGINT)
+
+    process, lines = start(command)
+    ids = [task["id"] for task in call("GET", f"/api/{user}/tasks?limit=200", token(lines))["items"]]
+    stop(process, signal.SIGTERM)
+    if created["id"] not in ids:
+        sys.exit("the task created before the restart is gone")
+    print("a task created before a restart is still there after it")
+    print("readme-start: 1 passed, 0 failed")
+
+
+if __name__ == "__main__":
+    main()
