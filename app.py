@@ -7,6 +7,7 @@ from pathlib import Path
 
 from connexion import AsyncApp
 from connexion.middleware import MiddlewarePosition
+from connexion.options import SwaggerUIOptions
 from connexion.resolver import Resolver
 from starlette.middleware.cors import CORSMiddleware
 
@@ -17,6 +18,7 @@ import openapi31
 from auth import TokenVerifier
 from db.engine import create_engine
 from db.tasks import TaskStore
+from docs import ContractDocs
 from request_id import RequestIdFilter, RequestIdMiddleware
 from settings import Settings
 
@@ -58,14 +60,15 @@ def create_app(settings: Settings | None = None) -> AsyncApp:
         validator_map=openapi31.VALIDATOR_MAP,
         uri_parser_class=openapi31.URIParser,
     )
+    document = openapi31.load_document(SPEC_PATH)
     app.add_api(
-        openapi31.load_document(SPEC_PATH),
+        document,
         resolver=Resolver(handler_for),
         strict_validation=True,
         validate_responses=settings.validate_responses,
-        swagger_ui_options=None,
+        swagger_ui_options=SwaggerUIOptions(serve_spec=False, swagger_ui=False),  # docs.py serves both
     )
-    errors.register(app)
+    errors.register(app, document)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -76,5 +79,6 @@ def create_app(settings: Settings | None = None) -> AsyncApp:
             expose_headers=["Location", "X-Request-ID", "Retry-After", "WWW-Authenticate"],
             max_age=600,
         )
+    app.add_middleware(ContractDocs, position=MiddlewarePosition.BEFORE_EXCEPTION, spec_path=SPEC_PATH)
     app.add_middleware(RequestIdMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION)
     return app

@@ -10,6 +10,7 @@ from connexion.lifecycle import ConnexionRequest, ConnexionResponse
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
+from starlette.routing import compile_path
 
 from request_id import current_request_id
 
@@ -18,6 +19,7 @@ logger = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
 BEARER_CHALLENGE = 'Bearer realm="tasks"'
 RETRY_AFTER_SECONDS = 5
+HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 
 
 class ApiProblem(ProblemException):
@@ -150,6 +152,32 @@ def problem_from_exception(_request: ConnexionRequest, exc: Exception) -> Connex
     return problem(500, "The server hit a bug; report the request_id to get it fixed.")
 
 
-def register(app) -> None:
+class AllowedMethods:
+    """The methods the contract declares for a path: Connexion's 405s list only one route's."""
+
+    def __init__(self, document: dict) -> None:
+        self._paths = []
+        for template, item in document.get("paths", {}).items():
+            methods = {method.upper() for method in item if method in HTTP_METHODS}
+            if "GET" in methods:
+                methods.add("HEAD")
+            self._paths.append((compile_path(template)[0], ", ".join(sorted(methods))))
+
+    def header_for(self, path: str) -> dict:
+        for pattern, methods in self._paths:
+            if pattern.match(path):
+                return {"Allow": methods}
+        return {}
+
+
+def register(app, document: dict) -> None:
+    """Makes every error of `app` a problem; `document` is the contract, for `Allow` headers."""
+    allowed = AllowedMethods(document)
+
+    def handle(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+        if isinstance(exc, HTTPException) and exc.status_code == 405:
+            return problem(405, f"{request.method} is not allowed here.", headers=allowed.header_for(request.url.path))
+        return problem_from_exception(request, exc)
+
     for exc_class in (ProblemException, HTTPException, Exception):
-        app.add_error_handler(exc_class, problem_from_exception)
+        app.add_error_handler(exc_class, handle)

@@ -105,13 +105,17 @@ def _no_constant(name: str) -> t.NoReturn:
     raise ValueError(f"{name} is not JSON")
 
 
+NO_BODY = object()
+"""An empty body, unlike the JSON document `null`, which is validated like any other."""
+
+
 class RequestBodyValidator(JSONRequestBodyValidator):
     """JSON request bodies: parsed strictly, validated with Draft 2020-12, all errors listed."""
 
     async def _parse(self, stream: t.AsyncGenerator[bytes, None], scope) -> t.Any:
         raw = b"".join([chunk async for chunk in stream])
         if not raw:
-            return None
+            return NO_BODY
         try:
             body = json.loads(raw.decode(self._encoding), parse_constant=_no_constant)
             json.dumps(body, ensure_ascii=False).encode("utf-8")  # lone surrogates
@@ -122,7 +126,7 @@ class RequestBodyValidator(JSONRequestBodyValidator):
         return body
 
     def _validate(self, body: t.Any) -> None:
-        if body is None:
+        if body is NO_BODY:
             if self._required:
                 raise MalformedBody("The request needs a JSON body.")
             return

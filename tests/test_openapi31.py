@@ -69,7 +69,7 @@ def client():
     openapi31.install()
     app = AsyncApp(__name__, validator_map=openapi31.VALIDATOR_MAP, uri_parser_class=openapi31.URIParser)
     app.add_api(DOCUMENT, resolver=Resolver(lambda name: globals()[name]), validate_responses=True)
-    register_error_handlers(app)
+    register_error_handlers(app, DOCUMENT)
     with TestClient(app) as test_client:
         yield test_client
 

@@ -51,7 +51,22 @@ def test_unknown_paths_and_methods_are_problems(client):
     assert missing.json()["code"] == "NOT_FOUND"
     wrong_method = client.post("/health")
     assert wrong_method.status_code == 405
-    assert "GET" in wrong_method.headers["Allow"]
+    assert wrong_method.headers["Allow"] == "GET, HEAD"
+
+
+@pytest.mark.parametrize(
+    ("path", "allow"),
+    [
+        ("/api/alice/tasks", "GET, HEAD, POST"),
+        ("/api/alice/tasks/0b6f5c1e-6c1a-4a53-9f3e-7d2a2f1c9b10", "DELETE, GET, HEAD, PATCH, PUT"),
+        ("/api/alice/tasks/0b6f5c1e-6c1a-4a53-9f3e-7d2a2f1c9b10/complete", "PATCH"),
+    ],
+)
+def test_a_405_lists_every_method_the_contract_declares_for_the_path(client, path, allow):
+    response = client.request("OPTIONS", path)
+    assert response.status_code == 405
+    assert response.headers["Allow"] == allow
+    assert response.json()["code"] == "METHOD_NOT_ALLOWED"
 
 
 def test_503_while_the_database_is_down_and_recovery_without_a_restart(database, alice, client):

@@ -117,6 +117,15 @@ def test_a_missing_body_is_400(alice):
     assert alice.call("POST").status_code == 400
 
 
+def test_completing_with_a_null_body_is_400_though_no_body_is_fine(alice):
+    task = alice.create_task()
+    null_body = alice.call(
+        "PATCH", f"/{task['id']}/complete", content=b"null", headers={"Content-Type": "application/json"}
+    )
+    assert null_body.status_code == 400
+    assert alice.call("GET", f"/{task['id']}").json()["completed"] is False
+
+
 @pytest.mark.parametrize("user_id", ["has space", "x" * 129, "dot.ted", "uni\u00e9"])
 def test_a_user_id_outside_the_contract_is_rejected(client, tokens, user_id):
     response = client.get(f"/api/{user_id}/tasks", headers={"Authorization": f"Bearer {tokens.mint(user_id)}"})
