@@ -44,6 +44,12 @@ def test_an_insane_request_id_is_replaced(client, offered):
     assert len(response.headers["X-Request-ID"]) == 32
 
 
+def test_a_path_with_a_line_break_matches_no_route_and_says_so(client):
+    response = client.get("/api/a%0Ab/tasks")
+    assert response.status_code == 404, "declared on every /api operation"
+    assert response.json()["code"] == "NOT_FOUND"
+
+
 def test_unknown_paths_and_methods_are_problems(client):
     missing = client.get("/nope")
     assert missing.status_code == 404

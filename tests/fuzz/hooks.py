@@ -1,6 +1,7 @@
 """Schemathesis hooks: a fresh token for the path's user on every request, and a check that
 the same request with another user's token is refused with 403."""
 
+import functools
 import os
 
 import schemathesis
@@ -8,8 +9,13 @@ import schemathesis
 from auth import TokenVerifier
 from settings import Settings
 
-_tokens = TokenVerifier(Settings.from_env(database_url="unused", jwt_secret=os.environ["BETTER_AUTH_SECRET"]))
 STRANGER = "someone-else"
+
+
+@functools.cache
+def _tokens() -> TokenVerifier:
+    """Signs with the secret the service under test was given."""
+    return TokenVerifier(Settings.from_env(database_url="unused", jwt_secret=os.environ["BETTER_AUTH_SECRET"]))
 
 
 @schemathesis.auth(refresh_interval=None)
@@ -17,7 +23,7 @@ class PathUserToken:
     """Signs in as whoever the generated path names, so every /api request is the owner's."""
 
     def get(self, case, context):
-        return _tokens.mint(str((case.path_parameters or {}).get("user_id", "anonymous")))
+        return _tokens().mint(str((case.path_parameters or {}).get("user_id", "anonymous")))
 
     def set(self, case, data, context):
         case.headers = {**(case.headers or {}), "Authorization": f"Bearer {data}"}
@@ -31,7 +37,7 @@ def another_users_token_is_forbidden(ctx, response, case):
         return None  # not an /api path, or a probe schemathesis sends without credentials on purpose
     if response.status_code == 405 or (response.status_code == 404 and response.json().get("code") == "NOT_FOUND"):
         return None  # no route for this method or path: routing answers before auth
-    signed_by_stranger = case.derive(headers={**case.headers, "Authorization": f"Bearer {_tokens.mint(STRANGER)}"})
+    signed_by_stranger = case.derive(headers={**case.headers, "Authorization": f"Bearer {_tokens().mint(STRANGER)}"})
     stranger = signed_by_stranger.call()
     if stranger.status_code != 403:
         raise AssertionError(f"another user's token got {stranger.status_code}, expected 403")

@@ -4,6 +4,7 @@ schemathesis CLI with `schemathesis.toml` (every check, every phase). Exits with
     python -m tests.fuzz.live [extra schemathesis options]
 """
 
+import json
 import os
 import secrets
 import socket
@@ -37,6 +38,18 @@ def wait_until_ready(base_url: str, server: subprocess.Popen) -> None:
     sys.exit("the API did not become ready")
 
 
+def requests_per_phase(events: Path) -> dict[str, int]:
+    """Counts the requests each phase sent, from schemathesis' ndjson event report."""
+    counts: dict[str, int] = {}
+    if events.exists():
+        for line in events.read_text().splitlines():
+            scenario = json.loads(line).get("ScenarioFinished")
+            if scenario:
+                phase = scenario["phase"]
+                counts[phase] = counts.get(phase, 0) + len(scenario["recorder"].get("interactions", {}))
+    return counts
+
+
 def main(extra_args: list[str]) -> int:
     root = Path(tempfile.mkdtemp(prefix="tasks-fuzz-"))
     root.chmod(0o711)
@@ -66,6 +79,7 @@ def main(extra_args: list[str]) -> int:
         ]
         status = subprocess.run(command, cwd=PROJECT, env=env).returncode
         print(f"fuzz: schemathesis finished in {time.monotonic() - started:.0f}s with exit status {status}")
+        print("fuzz: requests sent per phase:", requests_per_phase(PROJECT / "build" / "fuzz" / "events.ndjson"))
         return status
     finally:
         if api is not None:
