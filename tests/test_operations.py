@@ -17,6 +17,14 @@ def test_health_answers_without_a_token(client):
     assert response.json() == {"status": "ok"}
 
 
+def test_probes_take_no_parameters(client):
+    response = client.get("/health", params={"verbose": "1"})
+    assert response.status_code == 400
+    assert response.json()["errors"] == [
+        {"in": "query", "name": "verbose", "message": "is not a parameter of this operation"}
+    ]
+
+
 def test_ready_when_the_database_answers(client):
     response = client.get("/ready")
     assert response.status_code == 200

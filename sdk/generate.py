@@ -1,0 +1,39 @@
+"""Generates the SDKs from the source contract into build/sdk/, failing on any generator warning.
+
+python sdk/generate.py      # build/sdk/python (openapi-python-client), build/sdk/ts (openapi-typescript)
+"""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parent.parent
+CONTRACT = PROJECT / "openapi" / "tasks.yaml"
+OUT = PROJECT / "build" / "sdk"
+BIN = Path(sys.executable).parent
+
+
+def run(command: list[str]) -> None:
+    result = subprocess.run(command, cwd=PROJECT, capture_output=True, text=True)
+    # npm's own notices about the machine's npm configuration are not the generator's.
+    output = "".join(
+        line for line in (result.stdout + result.stderr).splitlines(True) if not line.startswith("npm warn")
+    )
+    print(output, end="")
+    if result.returncode != 0:
+        sys.exit(f"{command[0]} failed with exit status {result.returncode}")
+    if "warning" in output.lower():
+        sys.exit(f"{command[0]} warned; the contract must generate cleanly")
+
+
+def main() -> None:
+    shutil.rmtree(OUT, ignore_errors=True)
+    run([str(BIN / "openapi-python-client"), "generate", "--path", str(CONTRACT), "--output-path", str(OUT / "python")])
+    # A default makes a field optional to send, not required: keep request bodies honest.
+    typescript = ["npx", "--no-install", "openapi-typescript", str(CONTRACT), "--default-non-nullable", "false"]
+    run([*typescript, "--output", str(OUT / "ts" / "schema.d.ts")])
+
+
+if __name__ == "__main__":
+    main()

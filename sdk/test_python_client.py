@@ -1,0 +1,85 @@
+"""A whole task life cycle through the generated Python client, against the live service."""
+
+import uuid
+from datetime import UTC, datetime
+
+from tasks_api_client import AuthenticatedClient
+from tasks_api_client.api.tasks import (
+    complete_task,
+    create_task,
+    delete_task,
+    get_task,
+    list_tasks,
+    replace_task,
+    update_task,
+)
+from tasks_api_client.models import (
+    Priority,
+    Problem,
+    StatusFilter,
+    Task,
+    TaskCompletion,
+    TaskInput,
+    TaskPage,
+    TaskPatch,
+)
+
+
+def test_a_task_life_cycle_through_the_generated_client(service, mint, user_id):
+    client = AuthenticatedClient(base_url=service.base_url, token=mint(user_id), raise_on_unexpected_status=True)
+
+    created = create_task.sync_detailed(
+        user_id, client=client, body=TaskInput(title="File the tax return", priority=Priority.HIGH, tags=["home"])
+    )
+    assert created.status_code == 201
+    task = created.parsed
+    assert isinstance(task, Task)
+    assert created.headers["Location"] == f"/api/{user_id}/tasks/{task.id}"
+    for n in range(3):
+        create_task.sync(user_id, client=client, body=TaskInput(title=f"errand {n}", tags=["errands"]))
+
+    first = list_tasks.sync(user_id, client=client, tag="errands", limit=2, status=StatusFilter.PENDING)
+    assert isinstance(first, TaskPage)
+    assert len(first.items) == 2
+    second = list_tasks.sync(user_id, client=client, tag="errands", limit=2, cursor=first.next_cursor)
+    assert [t.title for t in second.items] == ["errand 0"]
+    assert second.next_cursor is None
+
+    assert get_task.sync(user_id, task.id, client=client) == task
+
+    due = datetime(2026, 12, 15, 17, tzinfo=UTC)
+    replaced = replace_task.sync(user_id, task.id, client=client, body=TaskInput(title="Taxes", due_at=due))
+    assert (replaced.title, replaced.due_at, replaced.priority, replaced.tags) == ("Taxes", due, Priority.MEDIUM, [])
+
+    updated = update_task.sync(user_id, task.id, client=client, body=TaskPatch(due_at=None, priority=Priority.LOW))
+    assert (updated.due_at, updated.priority, updated.title) == (None, Priority.LOW, "Taxes")
+
+    completed = complete_task.sync(user_id, task.id, client=client)
+    assert completed.completed and completed.completed_at is not None
+    reopened = complete_task.sync(user_id, task.id, client=client, body=TaskCompletion(completed=False))
+    assert (reopened.completed, reopened.completed_at) == (False, None)
+
+    assert delete_task.sync_detailed(user_id, task.id, client=client).status_code == 204
+    assert get_task.sync_detailed(user_id, task.id, client=client).status_code == 404
+
+
+def test_errors_arrive_as_typed_problems(service, mint, user_id):
+    client = AuthenticatedClient(base_url=service.base_url, token=mint(user_id))
+
+    invalid = create_task.sync(user_id, client=client, body=TaskInput(title="   "))
+    assert isinstance(invalid, Problem)
+    assert (invalid.status, invalid.code) == (400, "VALIDATION_FAILED")
+    assert [v.pointer for v in invalid.errors] == ["/title"]
+
+    stranger = AuthenticatedClient(base_url=service.base_url, token="not-a-jwt")
+    unauthenticated = list_tasks.sync_detailed(user_id, client=stranger)
+    assert unauthenticated.status_code == 401
+    assert isinstance(unauthenticated.parsed, Problem)
+    assert unauthenticated.headers["WWW-Authenticate"].startswith("Bearer")
+
+    someone_else = AuthenticatedClient(base_url=service.base_url, token=mint("someone-else"))
+    forbidden = list_tasks.sync(user_id, client=someone_else)
+    assert isinstance(forbidden, Problem) and forbidden.code == "FORBIDDEN"
+
+    missing = get_task.sync(user_id, uuid.uuid4(), client=client)
+    assert isinstance(missing, Problem) and missing.code == "TASK_NOT_FOUND"

@@ -1,0 +1,71 @@
+"""The service as it runs in production, for tests that call it over HTTP: a throwaway
+PostgreSQL, migrations, and `cli.py serve` under uvicorn on a free port."""
+
+import contextlib
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from cli import PROJECT, migrate
+from db.local_server import LocalPostgres
+
+
+@dataclass
+class LiveService:
+    base_url: str
+    env: dict[str, str]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _wait_until_ready(base_url: str, server: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError("the API exited before it was ready")
+        try:
+            with urllib.request.urlopen(f"{base_url}/ready", timeout=2):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError("the API did not become ready in 60 s")
+
+
+@contextlib.contextmanager
+def live_service() -> Iterator[LiveService]:
+    """Responses are validated against the contract, so any drift is a 500 the caller sees."""
+    root = Path(tempfile.mkdtemp(prefix="tasks-live-"))
+    root.chmod(0o711)  # the server's account must reach its data directory
+    database = LocalPostgres(root / "pg", durable=False).start()
+    port = _free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": database.url,
+        "BETTER_AUTH_SECRET": secrets.token_urlsafe(48),
+        "VALIDATE_RESPONSES": "true",
+        "LOG_LEVEL": "WARNING",
+    }
+    api = None
+    try:
+        migrate(database.url)
+        api = subprocess.Popen([sys.executable, "cli.py", "serve", "--port", str(port)], cwd=PROJECT, env=env)
+        base_url = f"http://127.0.0.1:{port}"
+        _wait_until_ready(base_url, api)
+        yield LiveService(base_url, env)
+    finally:
+        if api is not None:
+            api.terminate()
+            api.wait(timeout=30)
+        database.stop()
