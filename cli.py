@@ -4,10 +4,14 @@ import argparse
 import os
 import secrets
 import sys
+import warnings
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+
+# Connexion imports Starlette's test client at start-up, which warns about httpx on every start.
+warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient` is deprecated")
 
 PROJECT = Path(__file__).resolve().parent
 DATA_DIR = PROJECT / ".data"
