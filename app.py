@@ -5,7 +5,9 @@ import logging
 import re
 from pathlib import Path
 
+import orjson
 from connexion import AsyncApp
+from connexion.jsonifier import Jsonifier
 from connexion.middleware import MiddlewarePosition
 from connexion.options import SwaggerUIOptions
 from connexion.resolver import Resolver
@@ -33,6 +35,17 @@ def handler_for(operation_id: str):
         if hasattr(module, name):
             return getattr(module, name)
     raise AttributeError(f"operationId {operation_id} names no function {name} in handlers/")
+
+
+class OrjsonJsonifier(Jsonifier):
+    """Connexion's JSON through orjson: a page of tasks, with its datetimes and UUIDs, is the
+    bulk of the work of the busiest operation, and orjson does it several times faster."""
+
+    def dumps(self, data, **kwargs) -> str:
+        return orjson.dumps(data, default=str).decode()  # default: asyncpg's own UUID type
+
+    def loads(self, data):
+        return orjson.loads(data)
 
 
 def configure_logging(level: str) -> None:
@@ -64,6 +77,7 @@ def create_app(settings: Settings | None = None) -> AsyncApp:
     app.add_api(
         document,
         resolver=Resolver(handler_for),
+        jsonifier=OrjsonJsonifier(),
         strict_validation=True,
         validate_responses=settings.validate_responses,
         swagger_ui_options=SwaggerUIOptions(serve_spec=False, swagger_ui=False),  # docs.py serves both

@@ -40,5 +40,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
         pool_recycle=settings.db_pool_recycle_seconds,
         pool_pre_ping=settings.db_pool_pre_ping,
         pool_timeout=settings.db_connect_timeout_seconds,
+        # Every operation is one statement, atomic by itself: no BEGIN/COMMIT round trips.
+        isolation_level="AUTOCOMMIT",
         connect_args=connect_args,
     )

@@ -13,7 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from db.tables import NO_DUE_DATE_LAST, PRIORITIES, priority_type, tasks
 from errors import InvalidCursor
 
-TASK_COLUMNS = [column for column in tasks.c]
+TASK_COLUMNS = list(tasks.c)
+TASK_FIELDS = [str(column.name) for column in TASK_COLUMNS]  # plain str keys for orjson
 
 SORT_KEYS = {
     "created": tasks.c.created_at,
@@ -136,8 +137,8 @@ class TaskStore:
 
     async def _one(self, statement) -> dict | None:
         async with self.engine.begin() as connection:
-            row = (await connection.execute(statement)).mappings().first()
-        return dict(row) if row is not None else None
+            row = (await connection.execute(statement)).first()
+        return dict(zip(TASK_FIELDS, row, strict=False)) if row is not None else None
 
     async def create(self, user_id: str, fields: dict) -> dict:
         statement = tasks.insert().values(user_id=user_id, **fields).returning(*TASK_COLUMNS)
@@ -170,7 +171,7 @@ class TaskStore:
             rows = rows[:limit]
             last = rows[-1]
             next_cursor = Cursor(sort, order, _cursor_key(sort, last), str(last.id)).encode()
-        items = [{column.name: getattr(row, column.name) for column in TASK_COLUMNS} for row in rows]
+        items = [dict(zip(TASK_FIELDS, row, strict=False)) for row in rows]  # the task columns come first
         return items, next_cursor
 
     async def ping(self) -> None:

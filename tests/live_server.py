@@ -22,6 +22,7 @@ from db.local_server import LocalPostgres
 class LiveService:
     base_url: str
     env: dict[str, str]
+    pid: int
 
 
 def _free_port() -> int:
@@ -44,8 +45,8 @@ def _wait_until_ready(base_url: str, server: subprocess.Popen) -> None:
 
 
 @contextlib.contextmanager
-def live_service() -> Iterator[LiveService]:
-    """Responses are validated against the contract, so any drift is a 500 the caller sees."""
+def live_service(*, validate_responses: bool = True) -> Iterator[LiveService]:
+    """By default responses are validated against the contract, so any drift is a 500 the caller sees."""
     root = Path(tempfile.mkdtemp(prefix="tasks-live-"))
     root.chmod(0o711)  # the server's account must reach its data directory
     database = LocalPostgres(root / "pg", durable=False).start()
@@ -54,7 +55,7 @@ def live_service() -> Iterator[LiveService]:
         **os.environ,
         "DATABASE_URL": database.url,
         "BETTER_AUTH_SECRET": secrets.token_urlsafe(48),
-        "VALIDATE_RESPONSES": "true",
+        "VALIDATE_RESPONSES": str(validate_responses).lower(),
         "LOG_LEVEL": "WARNING",
     }
     api = None
@@ -63,7 +64,7 @@ def live_service() -> Iterator[LiveService]:
         api = subprocess.Popen([sys.executable, "cli.py", "serve", "--port", str(port)], cwd=PROJECT, env=env)
         base_url = f"http://127.0.0.1:{port}"
         _wait_until_ready(base_url, api)
-        yield LiveService(base_url, env)
+        yield LiveService(base_url, env, api.pid)
     finally:
         if api is not None:
             api.terminate()

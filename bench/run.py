@@ -1,0 +1,144 @@
+"""Load test with wrk: the Tasks API against a hand-written reference, in the same run.
+
+    python -m bench.run [--seconds 10]
+
+One uvicorn worker each, on this machine's loopback; the API with response validation off
+(as in production). Reports requests/s, p50/p95/p99 latency and resident memory, and the
+ratio of each to the reference. Results go to build/bench/results.json."""
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import psutil
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from auth import TokenVerifier
+from cli import PROJECT
+from settings import Settings
+from tests.live_server import _free_port, live_service
+
+USER = "bench-user"
+TASKS = 1000
+WRK_LUA = """
+done = function(summary, latency, requests)
+  io.write(string.format("RESULT %d %d %d %d %d %d\\n", summary.requests, summary.duration,
+    latency:percentile(50), latency:percentile(95), latency:percentile(99),
+    summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.timeout))
+end
+"""
+SCENARIOS = [  # the reference implements exactly this request, so the ratios compare like with like
+    ("list 50 of 1,000 tasks, 10 connections", "/api/{user}/tasks", 10),
+    ("list 50 of 1,000 tasks, 100 connections", "/api/{user}/tasks", 100),
+]
+
+
+def seed(database_url: str) -> None:
+    async def go():
+        engine = create_async_engine(database_url)
+        async with engine.begin() as connection:
+            await connection.execute(
+                text(
+                    "INSERT INTO tasks (user_id, title, description, priority, tags, due_at) "
+                    "SELECT :user, 'task ' || n, 'details of ' || n, (ARRAY['low','medium','high'])[1 + n % 3]"
+                    "::task_priority, ARRAY['tag' || (n % 5)], CASE WHEN n % 4 = 0 THEN NULL "
+                    "ELSE now() + n * interval '1 hour' END FROM generate_series(1, :count) n"
+                ),
+                {"user": USER, "count": TASKS},
+            )
+            await connection.execute(text("ANALYZE tasks"))
+        await engine.dispose()
+
+    asyncio.run(go())
+
+
+def wrk(url: str, token: str, connections: int, seconds: int, script: Path) -> dict:
+    command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "-s", str(script)]
+    command += ["-H", f"Authorization: Bearer {token}", url]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    line = next(line for line in output.splitlines() if line.startswith("RESULT"))
+    requests, duration_us, p50, p95, p99, errors = map(int, line.split()[1:])
+    return {
+        "requests_per_second": requests / (duration_us / 1e6),
+        "p50_ms": p50 / 1000,
+        "p95_ms": p95 / 1000,
+        "p99_ms": p99 / 1000,
+        "errors": errors,
+    }
+
+
+def wait_until_serving(url: str) -> None:
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(url, timeout=1)
+        except urllib.error.HTTPError:
+            return  # an answer, even a 401, means it is up
+        except OSError:
+            time.sleep(0.1)
+        else:
+            return
+    raise RuntimeError(f"{url} did not come up")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=int, default=10)
+    seconds = parser.parse_args().seconds
+    out = PROJECT / "build" / "bench"
+    out.mkdir(parents=True, exist_ok=True)
+    script = Path(tempfile.mkstemp(suffix=".lua")[1])
+    script.write_text(WRK_LUA)
+
+    with live_service(validate_responses=False) as api:
+        seed(api.env["DATABASE_URL"])
+        token = TokenVerifier(Settings.from_env(database_url="x", jwt_secret=api.env["BETTER_AUTH_SECRET"])).mint(USER)
+        port = _free_port()
+        reference = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "bench.reference_app:app", "--port", str(port), "--log-level", "warning"],
+            cwd=PROJECT,
+            env=api.env,
+        )
+        try:
+            reference_url = f"http://127.0.0.1:{port}"
+            wait_until_serving(f"{reference_url}/api/{USER}/tasks")
+            servers = {"tasks-api": (api.base_url, api.pid), "reference": (reference_url, reference.pid)}
+            results = []
+            for name, path, connections in SCENARIOS:
+                row = {"scenario": name}
+                for server, (base_url, pid) in servers.items():
+                    measured = wrk(base_url + path.format(user=USER), token, connections, seconds, script)
+                    measured["rss_mb"] = psutil.Process(pid).memory_info().rss / 2**20
+                    row[server] = measured
+                row["ratio"] = {
+                    key: row["tasks-api"][key] / row["reference"][key]
+                    for key in ("requests_per_second", "p95_ms", "rss_mb")
+                }
+                results.append(row)
+        finally:
+            reference.terminate()
+            reference.wait()
+
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    header = f"{'scenario':42} {'req/s':>8} {'ref':>8} {'ratio':>6} {'p95 ms':>7} {'ref':>6} {'ratio':>6}"
+    print(f"{header} {'RSS MB':>7} {'ref':>6}")
+    for row in results:
+        api_row, ref_row, ratio = row["tasks-api"], row["reference"], row["ratio"]
+        print(
+            f"{row['scenario']:42} {api_row['requests_per_second']:8.0f} {ref_row['requests_per_second']:8.0f} "
+            f"{ratio['requests_per_second']:6.2f} {api_row['p95_ms']:7.1f} {ref_row['p95_ms']:6.1f} "
+            f"{ratio['p95_ms']:6.2f} {api_row['rss_mb']:7.0f} {ref_row['rss_mb']:6.0f}"
+        )
+        if api_row["errors"] or ref_row["errors"]:
+            print(f"  errors: tasks-api {api_row['errors']}, reference {ref_row['errors']}")
+
+
+if __name__ == "__main__":
+    main()
