@@ -5,7 +5,7 @@ import json
 import logging
 from http import HTTPStatus
 
-from connexion.exceptions import OAuthProblem, ProblemException
+from connexion.exceptions import ProblemException
 from connexion.lifecycle import ConnexionRequest, ConnexionResponse
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -133,8 +133,6 @@ def problem_from_exception(_request: ConnexionRequest, exc: Exception) -> Connex
         if exc.status >= 500:
             logger.error("%s: %s", type(exc).__name__, exc.detail)
         ext = dict(exc.ext or {})
-        if isinstance(exc, OAuthProblem):
-            ext.setdefault("code", "UNAUTHORIZED")
         return problem(
             exc.status,
             str(exc.detail or exc.title),
@@ -174,7 +172,7 @@ def register(app, document: dict) -> None:
     """Makes every error of `app` a problem; `document` is the contract, for `Allow` headers."""
     allowed = AllowedMethods(document)
 
-    def handle(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+    async def handle(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:  # async: no thread hop
         if isinstance(exc, HTTPException) and exc.status_code == 405:
             return problem(405, f"{request.method} is not allowed here.", headers=allowed.header_for(request.url.path))
         return problem_from_exception(request, exc)

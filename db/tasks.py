@@ -28,7 +28,7 @@ SORT_KEYS = {
 
 @dataclass(frozen=True)
 class ListFilter:
-    status: str = "all"
+    status: str
     q: str | None = None
     priority: str | None = None
     tag: str | None = None
@@ -46,7 +46,7 @@ class Cursor:
     id: str
 
     def encode(self) -> str:
-        raw = json.dumps([self.sort, self.order, self.key, self.id], separators=(",", ":"))
+        raw = json.dumps([self.sort, self.order, self.key, self.id], separators=(",", ":"), ensure_ascii=False)
         return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
     @classmethod

@@ -133,6 +133,12 @@ def test_pages_stay_correct_while_tasks_are_created_and_deleted(alice):
     assert [t["title"] for t in rest] == ["task 04", "task 06", "task 07", "task 08", "task 09", "task 99"]
 
 
+def test_the_longest_titles_still_make_cursors_the_contract_accepts(alice):
+    for mark in "ab":
+        alice.create_task(title=mark + "\U0001f600" * 499)  # 500 characters, 4 bytes each in UTF-8
+    assert len(every_page(alice, sort="title", order="asc", limit=1)) == 2
+
+
 def test_a_thousand_tasks_page_by_the_default_size(alice):
     for n in range(0, 1000, 100):
         alice.call("GET")  # interleave reads with the writes, as a live user would
