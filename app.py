@@ -83,6 +83,8 @@ def create_app(settings: Settings | None = None) -> AsyncApp:
         swagger_ui_options=SwaggerUIOptions(serve_spec=False, swagger_ui=False),  # docs.py serves both
     )
     errors.register(app, document)
+    # Middlewares added at one position nest in the order added: the first is the outermost.
+    app.add_middleware(RequestIdMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -94,5 +96,4 @@ def create_app(settings: Settings | None = None) -> AsyncApp:
             max_age=600,
         )
     app.add_middleware(ContractDocs, position=MiddlewarePosition.BEFORE_EXCEPTION, spec_path=SPEC_PATH)
-    app.add_middleware(RequestIdMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION)
     return app

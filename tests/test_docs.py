@@ -12,6 +12,7 @@ from app import SPEC_PATH
 def test_the_contract_is_served_as_written(client):
     as_yaml = client.get("/api/openapi.yaml")
     assert as_yaml.status_code == 200
+    assert as_yaml.headers["X-Request-ID"]
     assert as_yaml.content == SPEC_PATH.read_bytes()
     as_json = client.get("/api/openapi.json")
     assert as_json.headers["content-type"] == "application/json"

@@ -125,6 +125,7 @@ def test_cors_lets_the_configured_frontend_in(settings):
         )
         assert preflight.status_code == 200
         assert preflight.headers["access-control-allow-origin"] == "http://localhost:3000"
+        assert preflight.headers["X-Request-ID"], "every response, preflights too, carries a request id"
         stranger = frontend.get("/health", headers={"Origin": "http://evil.example"})
         assert "access-control-allow-origin" not in stranger.headers
 
