@@ -69,7 +69,9 @@ def _die_with_parent() -> None:
 
 
 class LocalPostgres:
-    """`start()` it, use `url`, `stop()` it; the data directory stays for the next start."""
+    """`start()` it, use `url`, `stop()` it; the data directory stays for the next start.
+
+    Start it from the main thread: the parent-death signal follows the thread that started it."""
 
     def __init__(
         self, data_dir: Path, *, durable: bool = True, bin_dir: Path | None = None, project: Path | None = None
@@ -155,12 +157,13 @@ class LocalPostgres:
         return self
 
     def accepting(self) -> bool:
-        """True once the postmaster reports `ready` and its socket exists."""
+        """True once our postmaster (not a stale pid file's) reports `ready` and its socket exists."""
         try:
             lines = (self.data_dir / "postmaster.pid").read_text().splitlines()
         except (FileNotFoundError, PermissionError):
             return False
-        return len(lines) >= 8 and lines[7].strip() == "ready" and (self.socket_dir / ".s.PGSQL.5432").exists()
+        ours = self.process is not None and lines[:1] == [str(self.process.pid)]
+        return ours and len(lines) >= 8 and lines[7].strip() == "ready" and (self.socket_dir / ".s.PGSQL.5432").exists()
 
     def stop(self, timeout: float = 30.0) -> None:
         """A fast shutdown: open sessions end, committed data stays."""

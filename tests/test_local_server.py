@@ -59,6 +59,19 @@ def test_data_survives_a_restart():
         second.stop()
 
 
+def test_a_server_killed_outright_starts_again_over_its_stale_pid_file():
+    data_dir = scratch_dir() / "pg"
+    crashed = LocalPostgres(data_dir).start()
+    crashed.process.kill()
+    crashed.process.wait()
+    assert (data_dir / "postmaster.pid").exists(), "the crash leaves its pid file behind"
+    again = LocalPostgres(data_dir).start()
+    try:
+        assert query(again, "SELECT 1") == 1
+    finally:
+        again.stop()
+
+
 def test_the_server_stops_when_its_parent_is_killed():
     data_dir = scratch_dir() / "pg"
     parent = subprocess.Popen(
