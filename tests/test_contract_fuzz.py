@@ -3,8 +3,6 @@
 Same hooks and checks as `tox -e fuzz` (schemathesis.toml), a far smaller budget: positive and
 negative cases for every operation, then short stateful runs along the contract's links."""
 
-import os
-
 import pytest
 import schemathesis
 from conftest import TEST_SECRET
@@ -32,8 +30,9 @@ SMALL_BUDGET = settings(max_examples=12, deadline=None, database=None, suppress_
 
 @pytest.fixture(scope="module")
 def live_contract(settings):
-    os.environ["BETTER_AUTH_SECRET"] = TEST_SECRET  # tests/fuzz/hooks.py signs with it
-    return schemathesis.openapi.from_asgi("/api/openapi.yaml", create_app(settings))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("BETTER_AUTH_SECRET", TEST_SECRET)  # tests/fuzz/hooks.py signs with it
+        yield schemathesis.openapi.from_asgi("/api/openapi.yaml", create_app(settings))
 
 
 @pytest.mark.parametrize(
