@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from auth import TokenVerifier
 from cli import PROJECT
 from settings import Settings
-from tests.live_server import _free_port, live_service
+from tests.live_server import free_port, live_service
 
 USER = "bench-user"
 TASKS = 1000
@@ -100,7 +100,7 @@ def main() -> None:
     with live_service(validate_responses=False) as api:
         seed(api.env["DATABASE_URL"])
         token = TokenVerifier(Settings.from_env(database_url="x", jwt_secret=api.env["BETTER_AUTH_SECRET"])).mint(USER)
-        port = _free_port()
+        port = free_port()
         reference = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "bench.reference_app:app", "--port", str(port), "--log-level", "warning"],
             cwd=PROJECT,

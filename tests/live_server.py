@@ -25,13 +25,13 @@ class LiveService:
     pid: int
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
 
 
-def _wait_until_ready(base_url: str, server: subprocess.Popen) -> None:
+def wait_until_ready(base_url: str, server: subprocess.Popen) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if server.poll() is not None:
@@ -50,7 +50,7 @@ def live_service(*, validate_responses: bool = True) -> Iterator[LiveService]:
     root = Path(tempfile.mkdtemp(prefix="tasks-live-"))
     root.chmod(0o711)  # the server's account must reach its data directory
     database = LocalPostgres(root / "pg", durable=False).start()
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "DATABASE_URL": database.url,
@@ -63,7 +63,7 @@ def live_service(*, validate_responses: bool = True) -> Iterator[LiveService]:
         migrate(database.url)
         api = subprocess.Popen([sys.executable, "cli.py", "serve", "--port", str(port)], cwd=PROJECT, env=env)
         base_url = f"http://127.0.0.1:{port}"
-        _wait_until_ready(base_url, api)
+        wait_until_ready(base_url, api)
         yield LiveService(base_url, env, api.pid)
     finally:
         if api is not None:
