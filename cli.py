@@ -41,8 +41,9 @@ def serve(settings, host: str, port: int) -> None:
     from app import configure_logging, create_app
 
     configure_logging(settings.log_level)
-    # The asyncio loop, not uvloop: under 100 saturating connections uvloop left Connexion's p99
-    # at 660 ms against 40 ms for the same throughput (bench/, measured 2026-11-22).
+    # The asyncio loop, not uvloop: uvloop serves ~10% more requests, but under 100 saturating
+    # connections it starves some of them (Connexion /health p99 660 ms against 40 ms; list
+    # requests past wrk's 2 s timeout). Measured with bench/ on 2026-11-22.
     app = create_app(settings)
     uvicorn.run(app, host=host, port=port, loop="asyncio", log_config=None, access_log=False, proxy_headers=True)
 
