@@ -9,6 +9,7 @@ ratio of each to the reference. Results go to build/bench/results.json."""
 import argparse
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -29,15 +30,19 @@ from tests.live_server import free_port, live_service
 USER = "bench-user"
 TASKS = 1000
 WRK_LUA = """
+think_ms = tonumber(os.getenv("THINK_MS") or "0")
+delay = function() return think_ms end
 done = function(summary, latency, requests)
   io.write(string.format("RESULT %d %d %d %d %d %d\\n", summary.requests, summary.duration,
     latency:percentile(50), latency:percentile(95), latency:percentile(99),
     summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.timeout))
 end
 """
-SCENARIOS = [  # the reference implements exactly this request, so the ratios compare like with like
-    ("list 50 of 1,000 tasks, 10 connections", "/api/{user}/tasks", 10),
-    ("list 50 of 1,000 tasks, 100 connections", "/api/{user}/tasks", 100),
+SCENARIOS = [  # (name, path, connections, pause in ms between one connection's requests)
+    # The reference implements exactly this request, so the ratios compare like with like.
+    ("list 50 of 1,000, 10 connections flat out", "/api/{user}/tasks", 10, 0),
+    ("list 50 of 1,000, 100 connections flat out", "/api/{user}/tasks", 100, 0),
+    ("list 50 of 1,000, 100 users pausing 0.5 s", "/api/{user}/tasks", 100, 500),
 ]
 
 
@@ -60,10 +65,11 @@ def seed(database_url: str) -> None:
     asyncio.run(go())
 
 
-def wrk(url: str, token: str, connections: int, seconds: int, script: Path) -> dict:
+def wrk(url: str, token: str, connections: int, seconds: int, script: Path, think_ms: int = 0) -> dict:
     command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "-s", str(script)]
     command += ["-H", f"Authorization: Bearer {token}", url]
-    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    env = {**os.environ, "THINK_MS": str(think_ms)}
+    output = subprocess.run(command, capture_output=True, text=True, check=True, env=env).stdout
     line = next(line for line in output.splitlines() if line.startswith("RESULT"))
     requests, duration_us, p50, p95, p99, errors = map(int, line.split()[1:])
     return {
@@ -111,10 +117,11 @@ def main() -> None:
             wait_until_serving(f"{reference_url}/api/{USER}/tasks")
             servers = {"tasks-api": (api.base_url, api.pid), "reference": (reference_url, reference.pid)}
             results = []
-            for name, path, connections in SCENARIOS:
+            for name, path, connections, think_ms in SCENARIOS:
                 row = {"scenario": name}
                 for server, (base_url, pid) in servers.items():
-                    measured = wrk(base_url + path.format(user=USER), token, connections, seconds, script)
+                    url = base_url + path.format(user=USER)
+                    measured = wrk(url, token, connections, seconds, script, think_ms)
                     measured["rss_mb"] = psutil.Process(pid).memory_info().rss / 2**20
                     row[server] = measured
                 row["ratio"] = {
