@@ -1,4 +1,4 @@
-"""Alembic runs migrations over the service's own async engine settings."""
+"""Alembic runs migrations through asyncpg, on DATABASE_URL as the service reads it."""
 
 import asyncio
 import os

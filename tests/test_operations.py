@@ -143,6 +143,23 @@ def test_the_service_refuses_to_start_without_proper_configuration(env, message)
         Settings.from_env(env)
 
 
+@pytest.mark.parametrize(
+    ("given", "used"),
+    [
+        (
+            "postgres://u:p@ep-x-pooler.example/db?sslmode=require&channel_binding=require",
+            "postgresql+asyncpg://u:p@ep-x-pooler.example/db?ssl=require",
+        ),
+        ("postgresql://u@localhost:5433/db", "postgresql+asyncpg://u@localhost:5433/db"),
+        ("postgresql+asyncpg://u@/db?host=/tmp/pg", "postgresql+asyncpg://u@/db?host=%2Ftmp%2Fpg"),
+    ],
+)
+def test_database_urls_are_taken_as_providers_give_them(given, used):
+    from db.engine import asyncpg_url
+
+    assert asyncpg_url(given) == used
+
+
 def test_jwt_secret_is_accepted_as_an_alias():
     settings = Settings.from_env({"DATABASE_URL": "postgresql://x/y", "JWT_SECRET": "j" * 32})
     assert settings.jwt_secret == "j" * 32
