@@ -95,5 +95,7 @@ def create_app(settings: Settings | None = None) -> AsyncApp:
             expose_headers=["Location", "X-Request-ID", "Retry-After", "WWW-Authenticate"],
             max_age=600,
         )
-    app.add_middleware(ContractDocs, position=MiddlewarePosition.BEFORE_EXCEPTION, spec_path=SPEC_PATH)
+    app.add_middleware(
+        ContractDocs, position=MiddlewarePosition.BEFORE_EXCEPTION, spec_path=SPEC_PATH, document=document
+    )
     return app

@@ -5,7 +5,6 @@ package's assets, so the docs work offline."""
 import json
 from pathlib import Path
 
-import yaml
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Mount, Route, Router
 from starlette.staticfiles import StaticFiles
@@ -41,10 +40,9 @@ PAGE = """<!DOCTYPE html>
 class ContractDocs:
     """Serves the docs paths itself and hands every other request to the API."""
 
-    def __init__(self, app: ASGIApp, spec_path: Path) -> None:
+    def __init__(self, app: ASGIApp, spec_path: Path, document: dict) -> None:
         self.app = app
         source = spec_path.read_bytes()
-        document = yaml.safe_load(source)
         as_json = json.dumps(document, indent=2).encode()
         page = PAGE.format(title=f"{document['info']['title']} {document['info']['version']}")
         self.router = Router(
@@ -53,13 +51,11 @@ class ContractDocs:
                 Route("/api/openapi.json", lambda _: Response(as_json, media_type="application/json")),
                 Route("/api/docs", lambda _: HTMLResponse(page)),
                 Mount("/api/docs/assets", StaticFiles(directory=swagger_ui_path)),
-            ]
+            ],
+            default=app,
+            redirect_slashes=False,
         )
-        self.paths = {"/api/openapi.yaml", "/api/openapi.json", "/api/docs"}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope.get("path", "")
-        if scope["type"] == "http" and (path in self.paths or path.startswith("/api/docs/assets/")):
-            await self.router(scope, receive, send)
-        else:
-            await self.app(scope, receive, send)
+        # Only HTTP goes through the router: lifespan events belong to the API.
+        await (self.router if scope["type"] == "http" else self.app)(scope, receive, send)

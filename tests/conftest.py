@@ -1,10 +1,8 @@
 """A real PostgreSQL for the session, the app with response validation on, and users."""
 
 import os
-import tempfile
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
@@ -14,6 +12,7 @@ from auth import TokenVerifier
 from cli import migrate
 from db.local_server import LocalPostgres
 from settings import Settings
+from tests.live_server import throwaway_database
 
 TEST_SECRET = "test-secret-that-is-at-least-32-bytes-long"
 
@@ -32,14 +31,8 @@ def database():
         migrate(url)
         yield Database(url, None)
         return
-    root = Path(tempfile.mkdtemp(prefix="tasks-test-"))
-    root.chmod(0o711)  # the server's account must reach its data directory
-    server = LocalPostgres(root / "pg", durable=False).start()
-    try:
-        migrate(server.url)
+    with throwaway_database() as server:
         yield Database(server.url, server)
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="session")

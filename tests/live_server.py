@@ -45,11 +45,27 @@ def wait_until_ready(base_url: str, server: subprocess.Popen) -> None:
 
 
 @contextlib.contextmanager
+def throwaway_database() -> Iterator[LocalPostgres]:
+    """A fresh, migrated PostgreSQL in a temporary directory, stopped afterwards."""
+    root = Path(tempfile.mkdtemp(prefix="tasks-pg-"))
+    root.chmod(0o711)  # the server's account must reach its data directory
+    server = LocalPostgres(root / "pg", durable=False).start()
+    try:
+        migrate(server.url)
+        yield server
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
 def live_service(*, validate_responses: bool = True) -> Iterator[LiveService]:
     """By default responses are validated against the contract, so any drift is a 500 the caller sees."""
-    root = Path(tempfile.mkdtemp(prefix="tasks-live-"))
-    root.chmod(0o711)  # the server's account must reach its data directory
-    database = LocalPostgres(root / "pg", durable=False).start()
+    with throwaway_database() as database, _serving(database, validate_responses) as service:
+        yield service
+
+
+@contextlib.contextmanager
+def _serving(database: LocalPostgres, validate_responses: bool) -> Iterator[LiveService]:
     port = free_port()
     env = {
         **os.environ,
@@ -60,7 +76,6 @@ def live_service(*, validate_responses: bool = True) -> Iterator[LiveService]:
     }
     api = None
     try:
-        migrate(database.url)
         api = subprocess.Popen([sys.executable, "cli.py", "serve", "--port", str(port)], cwd=PROJECT, env=env)
         base_url = f"http://127.0.0.1:{port}"
         wait_until_ready(base_url, api)
@@ -69,4 +84,3 @@ def live_service(*, validate_responses: bool = True) -> Iterator[LiveService]:
         if api is not None:
             api.terminate()
             api.wait(timeout=30)
-        database.stop()
