@@ -15,7 +15,8 @@ WORKDIR /app
 COPY requirements.lock .
 RUN pip install --no-deps -r requirements.lock
 
-COPY alembic.ini app.py auth.py cli.py docs.py errors.py openapi31.py request_id.py settings.py ./
+COPY alembic.ini app.py cli.py ./
+COPY service/ service/
 COPY openapi/ openapi/
 COPY handlers/ handlers/
 COPY db/ db/

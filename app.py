@@ -13,16 +13,15 @@ from connexion.options import SwaggerUIOptions
 from connexion.resolver import Resolver
 from starlette.middleware.cors import CORSMiddleware
 
-import errors
 import handlers.health
 import handlers.tasks
-import openapi31
-from auth import TokenVerifier
 from db.engine import create_engine
 from db.tasks import TaskStore
-from docs import ContractDocs
-from request_id import RequestIdFilter, RequestIdMiddleware
-from settings import Settings
+from service import errors, openapi31
+from service.auth import TokenVerifier
+from service.docs import ContractDocs
+from service.request_id import RequestIdFilter, RequestIdMiddleware
+from service.settings import Settings
 
 SPEC_PATH = Path(__file__).parent / "openapi" / "tasks.yaml"
 HANDLER_MODULES = (handlers.tasks, handlers.health)

@@ -50,16 +50,16 @@ def serve(settings, host: str, port: int) -> None:
 
 def cmd_serve(args) -> None:
     """Production: everything from the environment, nothing applied to the database."""
-    from settings import Settings
+    from service.settings import Settings
 
     serve(Settings.from_env(), args.host, args.port)
 
 
 def cmd_dev(args) -> None:
     """Development: a project-local PostgreSQL (unless DATABASE_URL), migrations, a token."""
-    from auth import TokenVerifier
     from db.local_server import LocalPostgres
-    from settings import Settings
+    from service.auth import TokenVerifier
+    from service.settings import Settings
 
     server = None
     database_url = os.environ.get("DATABASE_URL")
@@ -109,8 +109,8 @@ def cmd_migrate(args) -> None:
 
 def cmd_token(args) -> None:
     """Prints a token for a user, signed with BETTER_AUTH_SECRET (or the development secret)."""
-    from auth import TokenVerifier
-    from settings import Settings
+    from service.auth import TokenVerifier
+    from service.settings import Settings
 
     secret = os.environ.get("BETTER_AUTH_SECRET") or os.environ.get("JWT_SECRET") or dev_secret()
     settings = Settings.from_env(database_url="unused", jwt_secret=secret)
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> None:
     token_parser.set_defaults(handler=cmd_token)
 
     args = parser.parse_args(argv)
-    from settings import ConfigError
+    from service.settings import ConfigError
 
     try:
         args.handler(args)

@@ -22,9 +22,9 @@ import psutil
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from auth import TokenVerifier
 from cli import PROJECT
-from settings import Settings
+from service.auth import TokenVerifier
+from service.settings import Settings
 from tests.live_server import free_port, live_service
 
 USER = "bench-user"

@@ -5,7 +5,7 @@ import uuid
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from settings import Settings
+from service.settings import Settings
 
 
 def asyncpg_url(url: str) -> str:

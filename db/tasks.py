@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db.tables import NO_DUE_DATE_LAST, PRIORITIES, priority_type, tasks
-from errors import InvalidCursor
+from service.errors import InvalidCursor
 
 TASK_COLUMNS = list(tasks.c)
 TASK_FIELDS = [str(column.name) for column in TASK_COLUMNS]  # plain str keys for orjson

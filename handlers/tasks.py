@@ -7,8 +7,8 @@ from connexion import NoContent
 from connexion.context import operation
 
 from db.tasks import ListFilter
-from errors import InvalidRequest, TaskNotFound
 from handlers import task_store
+from service.errors import InvalidRequest, TaskNotFound
 
 
 def _declared_defaults() -> dict:

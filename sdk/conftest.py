@@ -22,8 +22,8 @@ def service():
 
 @pytest.fixture(scope="session")
 def mint(service):
-    from auth import TokenVerifier
-    from settings import Settings
+    from service.auth import TokenVerifier
+    from service.settings import Settings
 
     verifier = TokenVerifier(Settings.from_env(database_url="unused", jwt_secret=service.env["BETTER_AUTH_SECRET"]))
     return verifier.mint

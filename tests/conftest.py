@@ -8,10 +8,10 @@ import pytest
 from starlette.testclient import TestClient
 
 from app import create_app
-from auth import TokenVerifier
 from cli import migrate
 from db.local_server import LocalPostgres
-from settings import Settings
+from service.auth import TokenVerifier
+from service.settings import Settings
 from tests.live_server import throwaway_database
 
 TEST_SECRET = "test-secret-that-is-at-least-32-bytes-long"

@@ -7,9 +7,9 @@ from types import ModuleType
 
 import pytest
 
-import errors
 from app import HANDLER_MODULES, SPEC_PATH, handler_for
-from openapi31 import load_document
+from service import errors
+from service.openapi31 import load_document
 
 DOCUMENT = load_document(SPEC_PATH)
 OPERATIONS = {

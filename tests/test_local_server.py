@@ -108,7 +108,7 @@ def _alive(pid: int) -> bool:
 def test_the_engine_works_in_both_pool_modes(database, pgbouncer):
     from db.engine import create_engine
     from db.tasks import TaskStore
-    from settings import Settings
+    from service.settings import Settings
 
     settings = Settings.from_env({}, database_url=database.url, jwt_secret="s" * 32, db_pgbouncer=pgbouncer)
 

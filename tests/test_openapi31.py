@@ -8,9 +8,9 @@ from connexion import AsyncApp
 from connexion.resolver import Resolver
 from starlette.testclient import TestClient
 
-import openapi31
 from app import SPEC_PATH
-from errors import register as register_error_handlers
+from service import openapi31
+from service.errors import register as register_error_handlers
 
 PROBLEM = {"application/problem+json": {"schema": {"type": "object"}}}
 DOCUMENT = {

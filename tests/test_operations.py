@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from cli import PROJECT
-from settings import ConfigError, Settings
+from service.settings import ConfigError, Settings
 
 
 def test_health_answers_without_a_token(client):

@@ -6,8 +6,8 @@ import os
 
 import schemathesis
 
-from auth import TokenVerifier
-from settings import Settings
+from service.auth import TokenVerifier
+from service.settings import Settings
 
 STRANGER = "someone-else"
 

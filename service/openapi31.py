@@ -39,7 +39,7 @@ from jsonschema.exceptions import ValidationError
 from openapi_spec_validator import validate as validate_openapi_document
 from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
 
-from errors import PROBLEM_JSON, InvalidRequest, MalformedBody
+from service.errors import PROBLEM_JSON, InvalidRequest, MalformedBody
 
 WRITTEN_FOR = "3.3.0"
 

@@ -9,8 +9,8 @@ import time
 import jwt
 from connexion.lifecycle import ConnexionRequest
 
-from errors import NotAuthenticated, WrongUser
-from settings import Settings
+from service.errors import NotAuthenticated, WrongUser
+from service.settings import Settings
 
 ALGORITHMS = ["HS256"]
 

@@ -12,7 +12,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 from starlette.routing import compile_path
 
-from request_id import current_request_id
+from service.request_id import current_request_id
 
 logger = logging.getLogger(__name__)
 
