@@ -20,7 +20,9 @@ from db.tasks import TaskStore
 from service import errors, openapi31
 from service.auth import TokenVerifier
 from service.docs import ContractDocs
-from service.request_id import RequestIdFilter, RequestIdMiddleware
+from service.limits import RequestLimits
+from service.rate_limit import RATE_LIMIT_HEADERS, RateLimiter
+from service.request_context import RequestContextMiddleware, RequestIdFilter
 from service.settings import Settings
 
 SPEC_PATH = Path(__file__).parent / "openapi" / "tasks.yaml"
@@ -56,13 +58,17 @@ def configure_logging(level: str) -> None:
 
 def create_app(settings: Settings | None = None) -> AsyncApp:
     settings = settings or Settings.from_env()
-    openapi31.install()
+    openapi31.install(max_json_depth=settings.max_json_depth)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app):
         engine = create_engine(settings)
         try:
-            yield {"tasks": TaskStore(engine), "token_verifier": TokenVerifier(settings)}
+            yield {
+                "tasks": TaskStore(engine),
+                "token_verifier": TokenVerifier(settings),
+                "rate_limiter": RateLimiter(settings),
+            }
         finally:
             await engine.dispose()
 
@@ -83,7 +89,8 @@ def create_app(settings: Settings | None = None) -> AsyncApp:
     )
     errors.register(app, document)
     # Middlewares added at one position nest in the order added: the first is the outermost.
-    app.add_middleware(RequestIdMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION)
+    # Outside Connexion's exception handling: what every answer carries, and CORS.
+    app.add_middleware(RequestContextMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -91,10 +98,16 @@ def create_app(settings: Settings | None = None) -> AsyncApp:
             allow_origins=list(settings.cors_origins),
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
-            expose_headers=["Location", "X-Request-ID", "Retry-After", "WWW-Authenticate"],
+            expose_headers=["Location", "X-Request-ID", "Retry-After", "WWW-Authenticate", *RATE_LIMIT_HEADERS],
             max_age=600,
         )
+    # Inside it, so that what they raise becomes a problem: limits first, before anything parses.
     app.add_middleware(
-        ContractDocs, position=MiddlewarePosition.BEFORE_EXCEPTION, spec_path=SPEC_PATH, document=document
+        RequestLimits,
+        position=MiddlewarePosition.BEFORE_SWAGGER,
+        max_query_parameters=settings.max_query_parameters,
+        max_body_bytes=settings.max_body_bytes,
     )
+    app.add_middleware(openapi31.CaseInsensitiveMediaTypes, position=MiddlewarePosition.BEFORE_SWAGGER)
+    app.add_middleware(ContractDocs, position=MiddlewarePosition.BEFORE_SWAGGER, spec_path=SPEC_PATH, document=document)
     return app

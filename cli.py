@@ -36,16 +36,11 @@ def dev_secret() -> str:
 
 
 def serve(settings, host: str, port: int) -> None:
-    import uvicorn
-
     from app import configure_logging, create_app
+    from service.server import serve as serve_app
 
     configure_logging(settings.log_level)
-    # The asyncio loop, not uvloop: uvloop serves ~10% more requests, but under 100 saturating
-    # connections it starves some of them (Connexion /health p99 660 ms against 40 ms; list
-    # requests past wrk's 2 s timeout). Measured with bench/ on 2026-11-22.
-    app = create_app(settings)
-    uvicorn.run(app, host=host, port=port, loop="asyncio", log_config=None, access_log=False, proxy_headers=True)
+    serve_app(create_app(settings), settings, host, port)
 
 
 def cmd_serve(args) -> None:

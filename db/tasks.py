@@ -56,7 +56,7 @@ class Cursor:
             made_for_sort, made_for_order, key, last_id = json.loads(base64.urlsafe_b64decode(padded))
             cursor = cls(made_for_sort, made_for_order, key, str(uuid.UUID(last_id)))
             cursor.boundary()
-        except (ValueError, TypeError, OverflowError, binascii.Error):
+        except (ValueError, TypeError, OverflowError, RecursionError, binascii.Error):
             raise InvalidCursor("The cursor is not one this service made; start again without it.") from None
         if (cursor.sort, cursor.order) != (sort, order):
             raise InvalidCursor("The cursor belongs to another sort or order; start again without it.")

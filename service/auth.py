@@ -57,6 +57,7 @@ class TokenVerifier:
 
 async def bearer_info(token: str, request: ConnexionRequest) -> dict:
     user = request.state.token_verifier.user_of(token)
+    await request.state.rate_limiter.charge_user(user)
     path_user = request.path_params.get("user_id")
     if path_user is not None and path_user != user:
         raise WrongUser("This token belongs to another user than the one in the path.")

@@ -1,6 +1,5 @@
 """Every error leaves the service here, as an RFC 9457 problem with a stable `code`."""
 
-import asyncio
 import json
 import logging
 from http import HTTPStatus
@@ -12,7 +11,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 from starlette.routing import compile_path
 
-from service.request_id import current_request_id
+from service.request_context import current_request_id
 
 logger = logging.getLogger(__name__)
 
@@ -41,9 +40,14 @@ class ApiProblem(ProblemException):
 class InvalidRequest(ApiProblem):
     code = "VALIDATION_FAILED"
 
-    def __init__(self, errors: list[dict]):
-        noun = "violation" if len(errors) == 1 else "violations"
-        super().__init__(f"The request has {len(errors)} {noun} of the contract.", errors=errors)
+    def __init__(self, errors: list[dict], *, limit: int | None = None):
+        if limit is not None and len(errors) > limit:
+            detail = f"The request has more than {limit} violations of the contract; the first {limit} are listed."
+            errors = errors[:limit]
+        else:
+            noun = "violation" if len(errors) == 1 else "violations"
+            detail = f"The request has {len(errors)} {noun} of the contract."
+        super().__init__(detail, errors=errors)
 
 
 class MalformedBody(ApiProblem):
@@ -76,25 +80,81 @@ class TaskNotFound(ApiProblem):
         super().__init__("There is no task with this id among your tasks.")
 
 
-class DatabaseUnavailable(ApiProblem):
+class BodyTooLarge(ApiProblem):
+    status_code = 413
+    code = "BODY_TOO_LARGE"
+
+    def __init__(self, limit: int) -> None:
+        # The rest of the body is never read: the connection closes after the answer.
+        super().__init__(f"The body is larger than {limit} bytes.", headers={"Connection": "close"})
+
+
+class TooManyParameters(ApiProblem):
+    code = "TOO_MANY_PARAMETERS"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"The query string has more than {limit} parameters.")
+
+
+class RateLimited(ApiProblem):
+    status_code = 429
+    code = "RATE_LIMITED"
+
+
+class DatabaseFault(ApiProblem):
+    """The database could not do the work; a retry later may succeed."""
+
     status_code = 503
     code = "DATABASE_UNAVAILABLE"
 
-    def __init__(self) -> None:
-        super().__init__(
-            "The database cannot be reached; nothing was changed. Try again shortly.",
-            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    def __init__(self, detail: str, code: str | None = None) -> None:
+        super().__init__(detail, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+        if code:
+            self.ext["code"] = code
+
+
+# SQLSTATEs of a server that is down, starting, stopping or out of connections (PostgreSQL
+# appendix A): class 08 is every connection exception.
+_SERVER_STATES = {
+    "57P01": "The database is shutting down; nothing was changed. Try again shortly.",
+    "57P02": "The database is restarting after a crash; nothing was changed. Try again shortly.",
+    "57P03": "The database is starting up; nothing was changed. Try again shortly.",
+    "53300": "The database has no free connections; nothing was changed. Try again shortly.",
+}
+_LOST = "The connection to the database failed; nothing was changed. Try again shortly."
+_TIMED_OUT = "The database did not answer in time. Try again shortly."
+
+
+def database_fault(exc: BaseException) -> DatabaseFault | None:
+    """The 503 for a failure of the database rather than of a statement; None for the others."""
+    if isinstance(exc, PoolTimeout):
+        return DatabaseFault(
+            "Every database connection is busy; nothing was changed. Try again shortly.", code="DATABASE_BUSY"
         )
-
-
-DATABASE_FAULTS = (OperationalError, InterfaceError, PoolTimeout, OSError, asyncio.TimeoutError)
-"""Failures of the database connection rather than of a statement: they become 503s."""
-
-
-def is_database_fault(exc: BaseException) -> bool:
+    if isinstance(exc, TimeoutError):  # asyncio's too: connect and statement timeouts
+        return DatabaseFault(_TIMED_OUT, code="DATABASE_TIMEOUT")
+    sqlstate = getattr(getattr(exc, "orig", None), "sqlstate", None) or ""
+    if sqlstate == "57014":  # query_canceled: the server's statement_timeout
+        return DatabaseFault(_TIMED_OUT, code="DATABASE_TIMEOUT")
+    if sqlstate in _SERVER_STATES:
+        return DatabaseFault(_SERVER_STATES[sqlstate])
+    if sqlstate.startswith("08") or isinstance(exc, OperationalError | InterfaceError | OSError):
+        return DatabaseFault(_LOST)
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
-    return isinstance(exc, DATABASE_FAULTS)
+        return DatabaseFault(_LOST)
+    return None
+
+
+def problem_document(status: int, detail: str, *, code: str | None = None, title: str | None = None) -> dict:
+    """The RFC 9457 body every error of the service has."""
+    return {
+        "type": "about:blank",
+        "title": title or HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        "code": code or HTTPStatus(status).name,
+        "request_id": current_request_id(),
+    }
 
 
 def problem(
@@ -106,15 +166,7 @@ def problem(
     headers: dict | None = None,
     ext: dict | None = None,
 ) -> ConnexionResponse:
-    body = {
-        "type": "about:blank",
-        "title": title or HTTPStatus(status).phrase,
-        "status": status,
-        "detail": detail,
-        "code": code or HTTPStatus(status).name,
-        "request_id": current_request_id(),
-        **(ext or {}),
-    }
+    body = {**problem_document(status, detail, code=code, title=title), **(ext or {})}
     headers = dict(headers or {})
     if status == 401:
         headers.setdefault("WWW-Authenticate", BEARER_CHALLENGE)
@@ -130,7 +182,7 @@ def problem(
 def problem_from_exception(_request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
     """The one error handler: known problems keep their status, faults become 503 or 500."""
     if isinstance(exc, ProblemException):
-        if exc.status >= 500:
+        if exc.status >= 500 and not isinstance(exc, DatabaseFault):
             logger.error("%s: %s", type(exc).__name__, exc.detail)
         ext = dict(exc.ext or {})
         return problem(
@@ -143,9 +195,10 @@ def problem_from_exception(_request: ConnexionRequest, exc: Exception) -> Connex
         )
     if isinstance(exc, HTTPException):
         return problem(exc.status_code, str(exc.detail), headers=exc.headers)
-    if is_database_fault(exc):
-        logger.warning("database unavailable: %s", type(exc).__name__)
-        return problem_from_exception(_request, DatabaseUnavailable())
+    fault = database_fault(exc)
+    if fault is not None:
+        logger.warning("database fault: %s: %s", type(exc).__name__, fault.detail)
+        return problem_from_exception(_request, fault)
     logger.error("unhandled %s", type(exc).__name__, exc_info=exc)
     return problem(500, "The server hit a bug; report the request_id to get it fixed.")
 
@@ -173,8 +226,15 @@ def register(app, document: dict) -> None:
     allowed = AllowedMethods(document)
 
     async def handle(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:  # async: no thread hop
+        if isinstance(exc, ProblemException) and exc.status == 401:
+            limiter = getattr(request.state, "rate_limiter", None)
+            address = request.client.host if request.client else "unknown"
+            refusal = limiter and await limiter.failed_authentication(address)
+            if refusal:
+                return problem_from_exception(request, refusal)
         if isinstance(exc, HTTPException) and exc.status_code == 405:
-            return problem(405, f"{request.method} is not allowed here.", headers=allowed.header_for(request.url.path))
+            allow = allowed.header_for(request.url.path) or exc.headers  # the docs routes know their own
+            return problem(405, f"{request.method} is not allowed here.", headers=allow)
         return problem_from_exception(request, exc)
 
     for exc_class in (ProblemException, HTTPException, Exception):

@@ -13,9 +13,16 @@ behaviour below so that an upgrade which breaks one fails loudly.
 - A body that is not UTF-8, not JSON, or holds lone surrogates is a 400, not a 500 (#1860).
 - A handler returning data from an operation whose errors are ``application/problem+json``
   gets the one success media type instead of a 500 (#1956).
+- Media types are matched case-insensitively (``APPLICATION/JSON`` is JSON, not raw bytes).
+- Validation is linear in the size of the request: ``uniqueItems`` compares canonical forms
+  in a set (jsonschema's fallback is quadratic), bodies nest at most ``max_json_depth``
+  levels, at most ``MAX_LISTED_VIOLATIONS`` violations are collected, and a message quotes
+  at most a short prefix of the offending value.
 """
 
+import itertools
 import json
+import reprlib
 import typing as t
 from pathlib import Path
 
@@ -34,7 +41,7 @@ from connexion.validators import (
     JSONResponseBodyValidator,
     ParameterValidator,
 )
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError
 from openapi_spec_validator import validate as validate_openapi_document
 from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
@@ -61,6 +68,41 @@ def _validate_with_openapi_spec_validator(cls, spec: dict) -> None:
 
 # --- Draft 2020-12 validation with every violation ------------------------------------------
 
+MAX_LISTED_VIOLATIONS = 50
+_short = reprlib.Repr()  # how a message quotes a value: its first 40 characters or 4 items
+_short.maxstring = _short.maxother = 40
+_short.maxlist = _short.maxtuple = _short.maxdict = _short.maxset = 4
+_short.maxlevel = 2
+
+
+def _canonical(value: t.Any) -> t.Hashable:
+    """A hashable form equal for values JSON Schema calls equal (1 == 1.0, but true != 1)."""
+    if isinstance(value, bool):
+        return ("bool", value)
+    if isinstance(value, int | float):
+        return ("number", value)
+    if isinstance(value, list):
+        return ("array", tuple(_canonical(item) for item in value))
+    if isinstance(value, dict):
+        return ("object", frozenset((key, _canonical(item)) for key, item in value.items()))
+    return (type(value).__name__, value)
+
+
+def _unique_items(validator, unique: bool, instance: t.Any, schema: dict):
+    """uniqueItems in one pass over a set: jsonschema compares unhashable items pairwise."""
+    if not unique or not validator.is_type(instance, "array"):
+        return
+    seen = set()
+    for item in instance:
+        key = _canonical(item)
+        if key in seen:
+            yield ValidationError(f"{instance!r} has non-unique elements")
+            return
+        seen.add(key)
+
+
+LinearValidator = validators.extend(Draft202012Validator, {"uniqueItems": _unique_items})
+
 _validators: dict[int, tuple[dict, Draft202012Validator]] = {}
 
 
@@ -68,9 +110,18 @@ def validator_for(schema: dict) -> Draft202012Validator:
     """One compiled validator per schema object: Connexion asks again on every request."""
     cached = _validators.get(id(schema))
     if cached is None or cached[0] is not schema:
-        cached = (schema, Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER))
+        cached = (schema, LinearValidator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER))
         _validators[id(schema)] = cached
     return cached[1]
+
+
+def first_violations(errors: t.Iterable[ValidationError], describe: t.Callable) -> list[dict]:
+    """The violations of the first errors found, at most MAX_LISTED_VIOLATIONS + 1 of them,
+    in a stable order: enough to show every mistake a person makes, bounded for an attacker."""
+    found = itertools.islice(errors, MAX_LISTED_VIOLATIONS + 1)
+    ordered = sorted(found, key=lambda error: list(map(str, error.absolute_path)))
+    violations = itertools.chain.from_iterable(describe(error) for error in ordered)
+    return list(itertools.islice(violations, MAX_LISTED_VIOLATIONS + 1))
 
 
 def _pointer(path: t.Iterable) -> str:
@@ -87,7 +138,11 @@ def body_violations(error: ValidationError) -> list[dict]:
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
         known = error.schema.get("properties", {})
         return [
-            {"in": "body", "pointer": _pointer([*here, name]), "message": f"{name!r} is not a writable field"}
+            {
+                "in": "body",
+                "pointer": _pointer([*here, name]),
+                "message": f"{_short.repr(name)} is not a writable field",
+            }
             for name in error.instance
             if name not in known
         ]
@@ -95,10 +150,29 @@ def body_violations(error: ValidationError) -> list[dict]:
 
 
 def _message(error: ValidationError) -> str:
-    """jsonschema's message, except that a pattern is explained by its schema's description."""
+    """jsonschema's message quoting a short prefix of the value; a pattern is explained by its
+    schema's description."""
+    short = _short.repr(error.instance)
     if error.validator == "pattern" and "description" in error.schema:
-        return f"{error.instance!r} is not allowed: {error.schema['description']}"
-    return error.message
+        return f"{short} is not allowed: {error.schema['description']}"
+    message = error.message
+    if len(message) > 200:
+        message = message.replace(repr(error.instance), short)
+    return message
+
+
+def _depth_exceeds(value: t.Any, limit: int) -> bool:
+    """True if arrays and objects nest deeper than `limit`; level by level, so any depth is safe."""
+    level, depth = [value], 0
+    while level:
+        containers = [item for item in level if isinstance(item, list | dict)]
+        if not containers:
+            return False
+        depth += 1
+        if depth > limit:
+            return True
+        level = [child for item in containers for child in (item.values() if isinstance(item, dict) else item)]
+    return False
 
 
 def _no_constant(name: str) -> t.NoReturn:
@@ -112,6 +186,8 @@ NO_BODY = object()
 class RequestBodyValidator(JSONRequestBodyValidator):
     """JSON request bodies: parsed strictly, validated with Draft 2020-12, all errors listed."""
 
+    max_depth = 32  # install() sets the configured MAX_JSON_DEPTH
+
     async def _parse(self, stream: t.AsyncGenerator[bytes, None], scope) -> t.Any:
         raw = b"".join([chunk async for chunk in stream])
         if not raw:
@@ -121,8 +197,12 @@ class RequestBodyValidator(JSONRequestBodyValidator):
             json.dumps(body, ensure_ascii=False).encode("utf-8")  # lone surrogates
         except (UnicodeError, LookupError):
             raise MalformedBody("The body is not valid UTF-8 text.") from None
-        except (ValueError, RecursionError) as error:
+        except RecursionError:
+            raise MalformedBody(f"The body nests deeper than {self.max_depth} levels.") from None
+        except ValueError as error:
             raise MalformedBody(f"The body is not valid JSON: {error}") from None
+        if _depth_exceeds(body, self.max_depth):
+            raise MalformedBody(f"The body nests deeper than {self.max_depth} levels.")
         return body
 
     def _validate(self, body: t.Any) -> None:
@@ -130,9 +210,9 @@ class RequestBodyValidator(JSONRequestBodyValidator):
             if self._required:
                 raise MalformedBody("The request needs a JSON body.")
             return
-        errors = sorted(validator_for(self._schema).iter_errors(body), key=lambda e: list(map(str, e.absolute_path)))
-        if errors:
-            raise InvalidRequest([v for error in errors for v in body_violations(error)])
+        violations = first_violations(validator_for(self._schema).iter_errors(body), body_violations)
+        if violations:
+            raise InvalidRequest(violations, limit=MAX_LISTED_VIOLATIONS)
 
 
 class ResponseBodyValidator(JSONResponseBodyValidator):
@@ -176,7 +256,7 @@ class RequestParameterValidator(ParameterValidator):
                 for error in validator_for(param["schema"]).iter_errors(value):
                     violations.append({"in": location, "name": name, "message": _message(error)})
         if violations:
-            raise InvalidRequest(violations)
+            raise InvalidRequest(violations, limit=MAX_LISTED_VIOLATIONS)
 
 
 class URIParser(OpenAPIURIParser):
@@ -229,8 +309,31 @@ def _infer_content_type(data: t.Any, headers: dict) -> str | None:
     return _connexion_infer_content_type(data, headers)
 
 
-def install() -> None:
-    """Teach Connexion the 3.1 document check, type-array casting and the response media type."""
+class CaseInsensitiveMediaTypes:
+    """Lower-cases the media type of `Content-Type` before Connexion reads it: media types are
+    case-insensitive (RFC 9110), Connexion's lookups are not, and `APPLICATION/JSON` reached a
+    handler as raw bytes."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http":
+            for index, (name, value) in enumerate(scope["headers"]):
+                if name == b"content-type":
+                    media_type, separator, parameters = value.partition(b";")
+                    if media_type != media_type.lower():
+                        headers = list(scope["headers"])
+                        headers[index] = (name, media_type.strip().lower() + separator + parameters)
+                        scope = {**scope, "headers": headers}
+                    break
+        await self.app(scope, receive, send)
+
+
+def install(*, max_json_depth: int = RequestBodyValidator.max_depth) -> None:
+    """Teach Connexion the 3.1 document check, type-array casting, the response media type
+    and the nesting limit of bodies (add CaseInsensitiveMediaTypes as a middleware too)."""
+    RequestBodyValidator.max_depth = max_json_depth
     OpenAPISpecification._validate_spec = classmethod(_validate_with_openapi_spec_validator)
     connexion_parameters._get_val_from_param = _get_val_from_param
     BaseResponseDecorator._infer_content_type = staticmethod(_infer_content_type)

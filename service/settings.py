@@ -3,11 +3,21 @@
 import os
 from dataclasses import dataclass, field
 
+import limits
+
 MIN_SECRET_BYTES = 32
 
 
 class ConfigError(Exception):
     """The environment cannot run the service; the message is the one line to print."""
+
+
+def _is_rate(value: str) -> bool:
+    try:
+        limits.parse(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _flag(value: str) -> bool:
@@ -31,6 +41,18 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     validate_responses: bool = False
     log_level: str = "INFO"
+    # What one request may cost (README, "Limits"): checked before anything parses it.
+    max_url_bytes: int = 8192
+    max_query_parameters: int = 32
+    max_header_bytes: int = 32768
+    max_body_bytes: int = 65536
+    max_json_depth: int = 32
+    header_timeout_seconds: float = 10.0
+    body_timeout_seconds: float = 30.0
+    keep_alive_seconds: float = 5.0
+    rate_limit: str = "600/minute"
+    auth_failure_rate_limit: str = "30/minute"
+    rate_limit_storage_url: str = "memory://"
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -39,6 +61,12 @@ class Settings:
             raise ConfigError("BETTER_AUTH_SECRET (or JWT_SECRET) is not set: it verifies the tokens.")
         if len(self.jwt_secret.encode()) < MIN_SECRET_BYTES:
             raise ConfigError(f"BETTER_AUTH_SECRET is shorter than {MIN_SECRET_BYTES} bytes: use a longer secret.")
+        for name, value in {
+            "RATE_LIMIT": self.rate_limit,
+            "AUTH_FAILURE_RATE_LIMIT": self.auth_failure_rate_limit,
+        }.items():
+            if value != "off" and not _is_rate(value):
+                raise ConfigError(f"{name}={value!r} is not a rate such as 600/minute (or off).")
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides) -> "Settings":
@@ -61,6 +89,17 @@ class Settings:
                 cors_origins=tuple(o.strip() for o in get("CORS_ORIGINS", "").split(",") if o.strip()),
                 validate_responses=_flag(get("VALIDATE_RESPONSES", "false")),
                 log_level=get("LOG_LEVEL", "INFO").upper(),
+                max_url_bytes=int(get("MAX_URL_BYTES", "8192")),
+                max_query_parameters=int(get("MAX_QUERY_PARAMETERS", "32")),
+                max_header_bytes=int(get("MAX_HEADER_BYTES", "32768")),
+                max_body_bytes=int(get("MAX_BODY_BYTES", "65536")),
+                max_json_depth=int(get("MAX_JSON_DEPTH", "32")),
+                header_timeout_seconds=float(get("HEADER_TIMEOUT_SECONDS", "10")),
+                body_timeout_seconds=float(get("BODY_TIMEOUT_SECONDS", "30")),
+                keep_alive_seconds=float(get("KEEP_ALIVE_SECONDS", "5")),
+                rate_limit=get("RATE_LIMIT", "600/minute").strip().lower(),
+                auth_failure_rate_limit=get("AUTH_FAILURE_RATE_LIMIT", "30/minute").strip().lower(),
+                rate_limit_storage_url=get("RATE_LIMIT_STORAGE_URL", "memory://"),
             )
         except ValueError as error:
             raise ConfigError(f"A numeric setting is not a number: {error}") from None

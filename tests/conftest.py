@@ -38,7 +38,13 @@ def database():
 @pytest.fixture(scope="session")
 def settings(database) -> Settings:
     return Settings.from_env(
-        {}, database_url=database.url, jwt_secret=TEST_SECRET, validate_responses=True, db_connect_timeout_seconds=2
+        {},
+        database_url=database.url,
+        jwt_secret=TEST_SECRET,
+        validate_responses=True,
+        db_connect_timeout_seconds=2,
+        rate_limit="off",  # tests/test_rate_limits.py turns them on
+        auth_failure_rate_limit="off",
     )
 
 

@@ -1,0 +1,87 @@
+"""What every request gets on the way in and every response on the way out: a request id
+(`X-Request-ID`, problem bodies, log lines), the headers every answer carries, headers that
+code deeper in the stack adds for this request (rate limits), and one access log line."""
+
+import logging
+import re
+import time
+import uuid
+from contextvars import ContextVar
+
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+HEADER = "X-Request-ID"
+SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+STANDARD_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
+CACHEABLE_PREFIX = "/api/docs/assets/"  # Swagger UI's static files may be cached
+
+_request_id: ContextVar[str] = ContextVar("request_id", default="-")
+_extra_headers: ContextVar[dict[str, str] | None] = ContextVar("extra_headers", default=None)
+access_log = logging.getLogger("tasks.access")
+
+
+def current_request_id() -> str:
+    return _request_id.get()
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+def add_response_headers(headers: dict[str, str]) -> None:
+    """Headers for the answer to the current request, whatever that answer turns out to be."""
+    extra = _extra_headers.get()
+    if extra is not None:
+        extra.update(headers)
+
+
+class RequestIdFilter(logging.Filter):
+    """Gives every log record a `request_id` attribute for the formatter."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "request_id"):
+            record.request_id = _request_id.get()
+        return True
+
+
+access_log.addFilter(RequestIdFilter())
+
+
+class RequestContextMiddleware:
+    """Takes the caller's request id when it is sane, else makes one; logs one line per request."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        offered = Headers(scope=scope).get(HEADER, "")
+        request_id = offered if SANE_REQUEST_ID.fullmatch(offered) else new_request_id()
+        id_token = _request_id.set(request_id)
+        extra: dict[str, str] = {}
+        extra_token = _extra_headers.set(extra)
+        standard = {} if scope["path"].startswith(CACHEABLE_PREFIX) else STANDARD_HEADERS
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_context(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = MutableHeaders(scope=message)
+                headers[HEADER] = request_id
+                headers["X-Content-Type-Options"] = "nosniff"
+                for name, value in {**standard, **extra}.items():
+                    headers[name] = value
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_context)
+        finally:
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            access_log.info("%s %s %d %.1fms", scope["method"], scope["path"], status, elapsed_ms)
+            _extra_headers.reset(extra_token)
+            _request_id.reset(id_token)
