@@ -103,7 +103,7 @@ def main() -> None:
     script = Path(tempfile.mkstemp(suffix=".lua")[1])
     script.write_text(WRK_LUA)
 
-    with live_service(validate_responses=False) as api:
+    with live_service(validate_responses=False, RATE_LIMIT="off") as api:
         seed(api.env["DATABASE_URL"])
         token = TokenVerifier(Settings.from_env(database_url="x", jwt_secret=api.env["BETTER_AUTH_SECRET"])).mint(USER)
         port = free_port()

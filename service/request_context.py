@@ -63,7 +63,7 @@ class RequestContextMiddleware:
         id_token = _request_id.set(request_id)
         extra: dict[str, str] = {}
         extra_token = _extra_headers.set(extra)
-        standard = {} if scope["path"].startswith(CACHEABLE_PREFIX) else STANDARD_HEADERS
+        cacheable = scope["path"].startswith(CACHEABLE_PREFIX)
         started = time.perf_counter()
         status = 500
 
@@ -73,8 +73,8 @@ class RequestContextMiddleware:
                 status = message["status"]
                 headers = MutableHeaders(scope=message)
                 headers[HEADER] = request_id
-                headers["X-Content-Type-Options"] = "nosniff"
-                for name, value in {**standard, **extra}.items():
+                standard = {} if cacheable and status < 400 else STANDARD_HEADERS
+                for name, value in {"X-Content-Type-Options": "nosniff", **standard, **extra}.items():
                     headers[name] = value
             await send(message)
 

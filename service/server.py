@@ -2,9 +2,9 @@
 sees a request, and problem+json for the answers the server gives itself.
 
 uvicorn (httptools) reads a request head of any size and waits for it forever. This protocol
-refuses a URL over `max_url_bytes` (414) and a head over `max_header_bytes` (431) while it
-is still arriving, gives a client `header_timeout` seconds from connecting (or from its
-previous answer) to send a whole head and `body_timeout` seconds more for the body (408),
+refuses a URL over `max_url_bytes` (414) and a head (request line and headers) over
+`max_header_bytes` (431) while it is still arriving, gives a client `header_timeout` seconds
+from connecting (or from its previous answer) to send a whole head and `body_timeout` seconds more for the body (408),
 and answers malformed HTTP with a 400 problem instead of uvicorn's plain text.
 """
 
@@ -46,8 +46,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def __init__(self, *args, limits: ServerLimits, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.limits = limits
-        self._head_bytes = 0
-        self._url_bytes = 0
+        self._reading_head = True
+        self._unparsed_bytes = 0  # received since the current head began
+        self._url_bytes = self._head_bytes = 0  # parsed parts of the current head
         self._refusal: tuple[int, str, str] | None = None
         self._read_timer: asyncio.TimerHandle | None = None
 
@@ -83,27 +84,36 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     # --- size ---------------------------------------------------------------------------------
 
+    def data_received(self, data: bytes) -> None:
+        # httptools hands a header over only once it is whole, so an unfinished head is measured
+        # as it arrives; a finished one by its parts, in on_url and on_header.
+        if self._reading_head:
+            self._unparsed_bytes += len(data)
+        super().data_received(data)
+        unfinished = self._reading_head and not self.transport.is_closing()
+        if unfinished and self._unparsed_bytes > self.limits.max_header_bytes:
+            self._answer(431, "HEADERS_TOO_LARGE", self._head_too_large)
+
+    @property
+    def _head_too_large(self) -> str:
+        return f"The request head is larger than {self.limits.max_header_bytes} bytes."
+
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._head_bytes = self._url_bytes = 0
+        self._url_bytes = self._head_bytes = 0
         if self._read_timer is None:
             self._arm(self.limits.header_timeout, "request head")
 
     def on_url(self, url: bytes) -> None:
         self._url_bytes += len(url)
-        self._head_bytes += len(url)
         if self._url_bytes > self.limits.max_url_bytes:
             self._refuse(414, "URI_TOO_LONG", f"The URL is longer than {self.limits.max_url_bytes} bytes.")
         super().on_url(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._head_bytes += len(name) + len(value) + 4
-        if self._head_bytes > self.limits.max_header_bytes:
-            self._refuse(
-                431,
-                "HEADERS_TOO_LARGE",
-                f"The URL and headers are larger than {self.limits.max_header_bytes} bytes.",
-            )
+        if self._url_bytes + self._head_bytes > self.limits.max_header_bytes:
+            self._refuse(431, "HEADERS_TOO_LARGE", self._head_too_large)
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
@@ -115,10 +125,12 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._arm(self.limits.body_timeout, "request body")
         else:
             self._disarm()
+        self._reading_head = False
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
         self._disarm()
+        self._reading_head, self._unparsed_bytes = True, 0
         super().on_message_complete()
 
     # --- answers of the server's own ------------------------------------------------------------

@@ -45,11 +45,12 @@ def wait_until_ready(base_url: str, server: subprocess.Popen) -> None:
 
 
 @contextlib.contextmanager
-def throwaway_database() -> Iterator[LocalPostgres]:
-    """A fresh, migrated PostgreSQL in a temporary directory, stopped afterwards."""
+def throwaway_database(*, durable: bool = False) -> Iterator[LocalPostgres]:
+    """A fresh, migrated PostgreSQL in a temporary directory, stopped afterwards. Not durable
+    unless asked: commits are acknowledged before they reach the disk."""
     root = Path(tempfile.mkdtemp(prefix="tasks-pg-"))
     root.chmod(0o711)  # the server's account must reach its data directory
-    server = LocalPostgres(root / "pg", durable=False).start()
+    server = LocalPostgres(root / "pg", durable=durable).start()
     try:
         migrate(server.url)
         yield server
@@ -58,14 +59,16 @@ def throwaway_database() -> Iterator[LocalPostgres]:
 
 
 @contextlib.contextmanager
-def live_service(*, validate_responses: bool = True) -> Iterator[LiveService]:
-    """By default responses are validated against the contract, so any drift is a 500 the caller sees."""
-    with throwaway_database() as database, _serving(database, validate_responses) as service:
+def live_service(*, validate_responses: bool = True, **settings: str) -> Iterator[LiveService]:
+    """By default responses are validated against the contract, so any drift is a 500 the caller
+    sees. `settings` are environment variables for the service (`RATE_LIMIT="off"`)."""
+    with throwaway_database() as database, serving(database, validate_responses, **settings) as service:
         yield service
 
 
 @contextlib.contextmanager
-def _serving(database: LocalPostgres, validate_responses: bool) -> Iterator[LiveService]:
+def serving(database: LocalPostgres, validate_responses: bool = True, **settings: str) -> Iterator[LiveService]:
+    """`cli.py serve` on a free port over `database`, stopped afterwards."""
     port = free_port()
     env = {
         **os.environ,
@@ -73,6 +76,7 @@ def _serving(database: LocalPostgres, validate_responses: bool) -> Iterator[Live
         "BETTER_AUTH_SECRET": secrets.token_urlsafe(48),
         "VALIDATE_RESPONSES": str(validate_responses).lower(),
         "LOG_LEVEL": "WARNING",
+        **settings,
     }
     api = None
     try:
