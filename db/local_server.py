@@ -165,11 +165,12 @@ class LocalPostgres:
         ours = self.process is not None and lines[:1] == [str(self.process.pid)]
         return ours and len(lines) >= 8 and lines[7].strip() == "ready" and (self.socket_dir / ".s.PGSQL.5432").exists()
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """A fast shutdown: open sessions end, committed data stays."""
+    def stop(self, timeout: float = 30.0, *, immediate: bool = False) -> None:
+        """A fast shutdown: open sessions end, committed data stays. `immediate` is a crash as
+        far as clients can tell: every process quits at once and the next start recovers."""
         if self.process is None or self.process.poll() is not None:
             return
-        self.process.send_signal(signal.SIGINT)
+        self.process.send_signal(signal.SIGQUIT if immediate else signal.SIGINT)
         try:
             self.process.wait(timeout)
         except subprocess.TimeoutExpired:

@@ -1,0 +1,94 @@
+"""Rate limits: a user over their rate and an address guessing tokens are slowed down with 429,
+in one process or shared by several through a real Redis."""
+
+import contextlib
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import replace
+
+import pytest
+from starlette.testclient import TestClient
+
+from app import create_app
+from tests.live_server import free_port
+
+
+@contextlib.contextmanager
+def client_with(settings, **overrides):
+    with TestClient(create_app(replace(settings, **overrides)), raise_server_exceptions=False) as client:
+        yield client
+
+
+def list_tasks(client, tokens, user_id: str):
+    return client.get(f"/api/{user_id}/tasks", headers={"Authorization": f"Bearer {tokens.mint(user_id)}"})
+
+
+def assert_rate_limited(response) -> None:
+    assert response.status_code == 429, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["code"] == "RATE_LIMITED"
+    assert 1 <= int(response.headers["Retry-After"]) <= 60
+    assert response.headers["RateLimit-Remaining"] == "0"
+    assert int(response.headers["RateLimit-Reset"]) <= 60
+
+
+def test_a_user_over_their_rate_gets_429_and_others_do_not(settings, tokens):
+    with client_with(settings, rate_limit="3/minute") as client:
+        answers = [list_tasks(client, tokens, "busy-user") for _ in range(3)]
+        assert [a.status_code for a in answers] == [200, 200, 200]
+        assert [a.headers["RateLimit-Remaining"] for a in answers] == ["2", "1", "0"]
+        assert all(a.headers["RateLimit-Limit"] == "3" for a in answers)
+        assert_rate_limited(list_tasks(client, tokens, "busy-user"))
+        assert list_tasks(client, tokens, "calm-user").status_code == 200
+
+
+def test_an_address_guessing_tokens_gets_429_but_a_valid_token_still_works(settings, tokens):
+    with client_with(settings, auth_failure_rate_limit="3/minute") as client:
+        guesses = [client.get("/api/victim/tasks", headers={"Authorization": f"Bearer guess{i}"}) for i in range(3)]
+        assert [g.status_code for g in guesses] == [401, 401, 401]
+        assert_rate_limited(client.get("/api/victim/tasks", headers={"Authorization": "Bearer guess4"}))
+        assert_rate_limited(client.get("/api/victim/tasks"))  # no token at all is a failure too
+        assert list_tasks(client, tokens, "victim").status_code == 200
+
+
+def test_rate_limits_can_be_turned_off(settings, tokens):
+    with client_with(settings, rate_limit="off", auth_failure_rate_limit="off") as client:
+        assert all(list_tasks(client, tokens, "tireless").status_code == 200 for _ in range(30))
+        assert all(client.get("/api/x/tasks").status_code == 401 for _ in range(30))
+
+
+@pytest.fixture(scope="module")
+def redis_url():
+    """A throwaway redis-server of this suite's own, on a free loopback port."""
+    binary = shutil.which("redis-server")
+    assert binary, "redis-server is needed: apt-get install redis-server"
+    port = free_port()
+    directory = tempfile.mkdtemp(prefix="tasks-redis-")
+    command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    server = subprocess.Popen([*command, "--dir", directory], stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True).stdout != b"PONG\n":
+            assert time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def test_processes_sharing_redis_share_the_counters(settings, tokens, redis_url):
+    shared = {"rate_limit": "3/minute", "rate_limit_storage_url": redis_url}
+    with client_with(settings, **shared) as first, client_with(settings, **shared) as second:
+        assert list_tasks(first, tokens, "two-tabs").status_code == 200
+        assert list_tasks(second, tokens, "two-tabs").status_code == 200
+        assert list_tasks(first, tokens, "two-tabs").status_code == 200
+        assert_rate_limited(list_tasks(second, tokens, "two-tabs"))
+
+
+def test_a_counter_store_that_is_down_never_takes_the_api_down(settings, tokens):
+    unreachable = f"redis://127.0.0.1:{free_port()}"
+    with client_with(settings, rate_limit="1/minute", rate_limit_storage_url=unreachable) as client:
+        assert [list_tasks(client, tokens, "lucky").status_code for _ in range(3)] == [200, 200, 200]
