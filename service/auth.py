@@ -1,35 +1,83 @@
 """Bearer tokens: who is calling (401 if we cannot tell) and whether the path is theirs (403).
 
+Tokens are verified with the keys the settings name, several at once if need be: a JWKS
+endpoint (`JWT_JWKS_URL`, Better Auth's `/api/auth/jwks`: EdDSA, ES256, ES512, RS256, PS256,
+chosen by the token's `kid`), a static public key (`JWT_PUBLIC_KEY_FILE`), and the shared
+secret (`BETTER_AUTH_SECRET`: HS256). The accepted algorithm always comes from the key, never
+from the token, so `none` and HS256 signed with a public key fail; `jku`, `x5u` and `jwk`
+headers are never read.
+
 The contract names `bearer_info` as `x-bearerInfoFunc`; Connexion calls it before any
 validation, with the request already routed, so `{user_id}` is known here.
 """
 
+import hashlib
 import time
+from collections import OrderedDict
+from pathlib import Path
 
 import jwt
 from connexion.lifecycle import ConnexionRequest
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from service.errors import NotAuthenticated, WrongUser
-from service.settings import Settings
+from service.jwks import JwksKeys
+from service.settings import ConfigError, Settings
 
-ALGORITHMS = ["HS256"]
+SECRET_ALGORITHM = "HS256"
+MAX_USER_ID_LENGTH = 128  # the contract's UserId
+VERIFIED_TOKENS_KEPT = 10_000
+_CURVES = {"secp256r1": ["ES256"], "secp384r1": ["ES384"], "secp521r1": ["ES512"]}
+
+
+def load_public_key(path: str) -> tuple[object, list[str]]:
+    """A PEM public key and the algorithms it verifies."""
+    try:
+        key = load_pem_public_key(Path(path).read_bytes())
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"JWT_PUBLIC_KEY_FILE={path} is not a readable PEM public key: {error}") from None
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return key, ["EdDSA"]
+    if isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name in _CURVES:
+        return key, _CURVES[key.curve.name]
+    if isinstance(key, rsa.RSAPublicKey):
+        return key, ["RS256", "PS256"]
+    raise ConfigError(f"JWT_PUBLIC_KEY_FILE={path} holds a key of a type tokens are not signed with.")
 
 
 class TokenVerifier:
-    """Checks a JWT signed with the shared secret and tells whose it is."""
+    """Checks a JWT against the configured keys and tells whose it is."""
 
     def __init__(self, settings: Settings) -> None:
-        self._key = settings.jwt_secret
+        self._secret = settings.jwt_secret or None
+        self._public_key = load_public_key(settings.jwt_public_key_file) if settings.jwt_public_key_file else None
+        self.jwks = (
+            JwksKeys(
+                settings.jwt_jwks_url,
+                cache_seconds=settings.jwt_jwks_cache_seconds,
+                min_refresh_seconds=settings.jwt_jwks_min_refresh_seconds,
+            )
+            if settings.jwt_jwks_url
+            else None
+        )
         self._issuer = settings.jwt_issuer
         self._audience = settings.jwt_audience
         self._leeway = settings.jwt_leeway_seconds
+        self._verified: OrderedDict[bytes, tuple[str, float]] = OrderedDict()  # token digest: (user, exp)
 
-    def user_of(self, token: str) -> str:
+    async def user_of(self, token: str) -> str:
+        digest = hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
+        known = self._verified.get(digest)
+        if known is not None and known[1] > time.time():
+            self._verified.move_to_end(digest)
+            return known[0]
         try:
+            key, algorithms = await self._key_for(jwt.get_unverified_header(token))
             claims = jwt.decode(
                 token,
-                self._key,
-                algorithms=ALGORITHMS,
+                key,
+                algorithms=algorithms,
                 issuer=self._issuer,
                 audience=self._audience,
                 leeway=self._leeway,
@@ -37,26 +85,51 @@ class TokenVerifier:
             )
         except jwt.ExpiredSignatureError:
             raise NotAuthenticated("The token has expired.") from None
+        except jwt.ImmatureSignatureError:
+            raise NotAuthenticated("The token is not valid yet.") from None
         except jwt.PyJWTError:
             raise NotAuthenticated("The token is malformed, wrongly signed or not for this service.") from None
         user = claims.get("sub") or claims.get("user_id")
-        if not isinstance(user, str) or not user:
-            raise NotAuthenticated("The token names no user (no sub or user_id claim).")
+        if not isinstance(user, str) or not user or len(user) > MAX_USER_ID_LENGTH:
+            raise NotAuthenticated("The token names no user (no sub or user_id claim of at most 128 characters).")
+        self._remember(digest, user, claims["exp"])
         return user
 
+    async def _key_for(self, header: dict) -> tuple[object, list[str]]:
+        """The key the token claims to be signed with, and the algorithms that key allows."""
+        if header.get("alg") == SECRET_ALGORITHM:
+            if self._secret is None:
+                raise NotAuthenticated("Tokens signed with a shared secret are not accepted here.")
+            return self._secret, [SECRET_ALGORITHM]
+        kid = header.get("kid")
+        if self.jwks is not None and isinstance(kid, str) and kid:
+            published = await self.jwks.key(kid)
+            if published is not None:
+                return published.key, [published.algorithm_name]
+        if self._public_key is not None:
+            return self._public_key
+        raise NotAuthenticated("The token is signed with a key this service does not know.")
+
+    def _remember(self, digest: bytes, user: str, expires: float) -> None:
+        self._verified[digest] = (user, float(expires))
+        if len(self._verified) > VERIFIED_TOKENS_KEPT:
+            self._verified.popitem(last=False)
+
     def mint(self, user_id: str, *, lifetime_seconds: int = 3600) -> str:
-        """A token as Better Auth would sign it with this secret; for development and tests."""
+        """A token as Better Auth would sign it with the shared secret; for development and tests."""
+        if self._secret is None:
+            raise ConfigError("Minting a token needs BETTER_AUTH_SECRET (or JWT_SECRET).")
         now = int(time.time())
         claims = {"sub": user_id, "iat": now, "exp": now + lifetime_seconds}
         if self._issuer:
             claims["iss"] = self._issuer
         if self._audience:
             claims["aud"] = self._audience
-        return jwt.encode(claims, self._key, algorithm=ALGORITHMS[0])
+        return jwt.encode(claims, self._secret, algorithm=SECRET_ALGORITHM)
 
 
 async def bearer_info(token: str, request: ConnexionRequest) -> dict:
-    user = request.state.token_verifier.user_of(token)
+    user = await request.state.token_verifier.user_of(token)
     await request.state.rate_limiter.charge_user(user)
     path_user = request.path_params.get("user_id")
     if path_user is not None and path_user != user:

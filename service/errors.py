@@ -72,6 +72,14 @@ class WrongUser(ApiProblem):
     code = "FORBIDDEN"
 
 
+class KeysUnavailable(ApiProblem):
+    status_code = 503
+    code = "AUTH_KEYS_UNAVAILABLE"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+
 class TaskNotFound(ApiProblem):
     status_code = 404
     code = "TASK_NOT_FOUND"

@@ -27,7 +27,11 @@ def _flag(value: str) -> bool:
 @dataclass(frozen=True)
 class Settings:
     database_url: str
-    jwt_secret: str = field(repr=False)
+    jwt_secret: str = field(default="", repr=False)
+    jwt_jwks_url: str | None = None
+    jwt_public_key_file: str | None = None
+    jwt_jwks_cache_seconds: float = 300.0
+    jwt_jwks_min_refresh_seconds: float = 30.0
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
     jwt_leeway_seconds: int = 30
@@ -57,9 +61,11 @@ class Settings:
     def __post_init__(self) -> None:
         if not self.database_url:
             raise ConfigError("DATABASE_URL is not set: point it at a PostgreSQL database.")
-        if not self.jwt_secret:
-            raise ConfigError("BETTER_AUTH_SECRET (or JWT_SECRET) is not set: it verifies the tokens.")
-        if len(self.jwt_secret.encode()) < MIN_SECRET_BYTES:
+        if not (self.jwt_secret or self.jwt_jwks_url or self.jwt_public_key_file):
+            raise ConfigError(
+                "Nothing verifies tokens: set JWT_JWKS_URL, JWT_PUBLIC_KEY_FILE or BETTER_AUTH_SECRET (or JWT_SECRET)."
+            )
+        if self.jwt_secret and len(self.jwt_secret.encode()) < MIN_SECRET_BYTES:
             raise ConfigError(f"BETTER_AUTH_SECRET is shorter than {MIN_SECRET_BYTES} bytes: use a longer secret.")
         for name, value in {
             "RATE_LIMIT": self.rate_limit,
@@ -76,6 +82,10 @@ class Settings:
             values = dict(
                 database_url=get("DATABASE_URL", ""),
                 jwt_secret=get("BETTER_AUTH_SECRET") or get("JWT_SECRET", ""),
+                jwt_jwks_url=get("JWT_JWKS_URL") or None,
+                jwt_public_key_file=get("JWT_PUBLIC_KEY_FILE") or None,
+                jwt_jwks_cache_seconds=float(get("JWT_JWKS_CACHE_SECONDS", "300")),
+                jwt_jwks_min_refresh_seconds=float(get("JWT_JWKS_MIN_REFRESH_SECONDS", "30")),
                 jwt_issuer=get("JWT_ISSUER") or None,
                 jwt_audience=get("JWT_AUDIENCE") or None,
                 jwt_leeway_seconds=int(get("JWT_LEEWAY_SECONDS", "30")),

@@ -146,7 +146,7 @@ def test_completing_with_a_null_body_is_400_though_no_body_is_fine(alice):
     assert alice.call("GET", f"/{task['id']}").json()["completed"] is False
 
 
-@pytest.mark.parametrize("user_id", ["has space", "x" * 129, "dot.ted", "uni\u00e9"])
+@pytest.mark.parametrize("user_id", ["has space", "dot.ted", "uni\u00e9"])  # too long: a 401 (test_token_attacks)
 def test_a_user_id_outside_the_contract_is_rejected(client, tokens, user_id):
     response = client.get(f"/api/{user_id}/tasks", headers={"Authorization": f"Bearer {tokens.mint(user_id)}"})
     assert response.status_code == 400
