@@ -19,9 +19,10 @@ from db.engine import create_engine
 from db.tasks import TaskStore
 from service import errors, openapi31
 from service.auth import TokenVerifier
+from service.cors import cors_options
 from service.docs import ContractDocs
 from service.limits import RequestLimits
-from service.rate_limit import RATE_LIMIT_HEADERS, RateLimiter
+from service.rate_limit import RateLimiter
 from service.request_context import RequestContextMiddleware, RequestIdFilter
 from service.settings import Settings
 
@@ -92,15 +93,8 @@ def create_app(settings: Settings | None = None) -> AsyncApp:
     # Outside Connexion's exception handling: what every answer carries, and CORS.
     app.add_middleware(RequestContextMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION)
     if settings.cors_origins:
-        app.add_middleware(
-            CORSMiddleware,
-            position=MiddlewarePosition.BEFORE_EXCEPTION,
-            allow_origins=list(settings.cors_origins),
-            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
-            expose_headers=["Location", "X-Request-ID", "Retry-After", "WWW-Authenticate", *RATE_LIMIT_HEADERS],
-            max_age=600,
-        )
+        options = cors_options(document, settings.cors_origins)
+        app.add_middleware(CORSMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION, **options)
     # Inside it, so that what they raise becomes a problem: limits first, before anything parses.
     app.add_middleware(
         RequestLimits,

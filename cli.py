@@ -16,6 +16,7 @@ warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testcli
 PROJECT = Path(__file__).resolve().parent
 DATA_DIR = PROJECT / ".data"
 DEV_USER = "dev-user"
+DEV_FRONTEND = "http://localhost:3000"  # where `next dev` serves a frontend
 
 
 def migrate(database_url: str) -> None:
@@ -65,13 +66,19 @@ def cmd_dev(args) -> None:
         if server is not None or args.migrate:
             migrate(database_url)
         secret = os.environ.get("BETTER_AUTH_SECRET") or os.environ.get("JWT_SECRET") or dev_secret()
-        settings = Settings.from_env(database_url=database_url, jwt_secret=secret)
+        cors_origins = os.environ.get("CORS_ORIGINS", DEV_FRONTEND)
+        settings = Settings.from_env(
+            database_url=database_url,
+            jwt_secret=secret,
+            cors_origins=tuple(origin.strip() for origin in cors_origins.split(",") if origin.strip()),
+        )
         token = TokenVerifier(settings).mint(DEV_USER, lifetime_seconds=24 * 3600)
         base = f"http://{args.host}:{args.port}"
         print(
             f"\nTasks API   {base}/api/{DEV_USER}/tasks\n"
             f"Docs        {base}/api/docs\n"
             f"Database    {'PostgreSQL in ' + str(server.data_dir) if server else 'DATABASE_URL'}\n"
+            f"CORS        {', '.join(settings.cors_origins) or 'no browser origin'} (CORS_ORIGINS)\n"
             f"Token       {token}  (user {DEV_USER}, 24 h)\n\n"
             f"Try it:\n"
             f"  curl -s -X POST {base}/api/{DEV_USER}/tasks -H 'Authorization: Bearer {token}' "

@@ -57,6 +57,7 @@ class TokenVerifier:
                 settings.jwt_jwks_url,
                 cache_seconds=settings.jwt_jwks_cache_seconds,
                 min_refresh_seconds=settings.jwt_jwks_min_refresh_seconds,
+                timeout_seconds=settings.jwt_jwks_timeout_seconds,
             )
             if settings.jwt_jwks_url
             else None
@@ -129,6 +130,8 @@ class TokenVerifier:
 
 
 async def bearer_info(token: str, request: ConnexionRequest) -> dict:
+    if len(request.headers.getlist("authorization")) > 1:
+        raise NotAuthenticated("Send one Authorization header, not several.")
     user = await request.state.token_verifier.user_of(token)
     await request.state.rate_limiter.charge_user(user)
     path_user = request.path_params.get("user_id")

@@ -22,7 +22,6 @@ from service.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-RATE_LIMIT_HEADERS = ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset")
 STORAGE_TIMEOUT_SECONDS = 0.5
 
 
