@@ -1,0 +1,83 @@
+"""CORS proven in a real browser (Debian's headless Chromium, driven by Playwright): a page on
+one loopback origin signs up against a real Better Auth server, takes its JWT and calls this
+API, served on another origin, with fetch. The same page on an origin the API does not allow
+is blocked by the browser, and nothing reaches the database."""
+
+import contextlib
+import functools
+import json
+import shutil
+import threading
+import urllib.parse
+import urllib.request
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import sync_playwright
+
+from tests.better_auth import better_auth_server
+from tests.live_server import live_service
+
+PAGE_DIR = Path(__file__).parent / "browser"
+
+
+@contextlib.contextmanager
+def page_origin():
+    """A static server for tests/browser/page.html on a loopback port of its own."""
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(PAGE_DIR))
+    handler.log_message = lambda *args: None
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(scope="module")
+def world():
+    chromium = shutil.which("chromium")
+    assert chromium, "Debian's chromium is needed: apt-get install chromium"
+    with page_origin() as allowed, page_origin() as other:
+        with better_auth_server(trusted_origins=(allowed, other)) as auth:
+            trust = {"JWT_JWKS_URL": auth.jwks_url, "JWT_ISSUER": auth.base_url, "JWT_AUDIENCE": auth.base_url}
+            with live_service(CORS_ORIGINS=allowed, RATE_LIMIT="off", **trust) as api:
+                with sync_playwright() as playwright:
+                    browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+                    yield {"browser": browser, "auth": auth, "api": api, "allowed": allowed, "other": other}
+                    browser.close()
+
+
+def run_page(world, origin: str) -> dict:
+    page = world["browser"].new_page()
+    query = urllib.parse.urlencode({"auth": world["auth"].base_url, "api": world["api"].base_url})
+    page.goto(f"{origin}/page.html?{query}")
+    result = page.evaluate("window.result")
+    page.close()
+    return result
+
+
+def tasks_seen_by_the_api(world, result: dict) -> list:
+    request = urllib.request.Request(
+        f"{world['api'].base_url}/api/{result['userId']}/tasks", headers={"Authorization": f"Bearer {result['token']}"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.load(response)["items"]
+
+
+def test_a_page_on_the_allowed_origin_lists_creates_and_completes(world):
+    result = run_page(world, world["allowed"])
+    assert "blocked" not in result, result
+    assert result["created"] == 201
+    assert result["location"].startswith(f"/api/{result['userId']}/tasks/"), "Location is exposed to the page"
+    assert result["completed"] is True
+    assert result["requestId"], "X-Request-ID is exposed to the page"
+    assert result["titles"] == ["From the browser"]
+
+
+def test_the_same_page_on_another_origin_is_blocked_and_changes_nothing(world):
+    result = run_page(world, world["other"])
+    assert "Failed to fetch" in result.get("blocked", ""), result
+    assert tasks_seen_by_the_api(world, result) == []
