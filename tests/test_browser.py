@@ -40,14 +40,15 @@ def page_origin():
 def world():
     chromium = shutil.which("chromium")
     assert chromium, "Debian's chromium is needed: apt-get install chromium"
-    with page_origin() as allowed, page_origin() as other:
-        with better_auth_server(trusted_origins=(allowed, other)) as auth:
-            trust = {"JWT_JWKS_URL": auth.jwks_url, "JWT_ISSUER": auth.base_url, "JWT_AUDIENCE": auth.base_url}
-            with live_service(CORS_ORIGINS=allowed, RATE_LIMIT="off", **trust) as api:
-                with sync_playwright() as playwright:
-                    browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
-                    yield {"browser": browser, "auth": auth, "api": api, "allowed": allowed, "other": other}
-                    browser.close()
+    with contextlib.ExitStack() as stack:
+        allowed, other = stack.enter_context(page_origin()), stack.enter_context(page_origin())
+        auth = stack.enter_context(better_auth_server(trusted_origins=(allowed, other)))
+        trust = {"JWT_JWKS_URL": auth.jwks_url, "JWT_ISSUER": auth.base_url, "JWT_AUDIENCE": auth.base_url}
+        api = stack.enter_context(live_service(CORS_ORIGINS=allowed, RATE_LIMIT="off", **trust))
+        playwright = stack.enter_context(sync_playwright())
+        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        stack.callback(browser.close)
+        yield {"browser": browser, "auth": auth, "api": api, "allowed": allowed, "other": other}
 
 
 def run_page(world, origin: str) -> dict:

@@ -206,6 +206,13 @@ def test_ten_thousand_small_headers_are_431(server):
     assert answer.status == 431
 
 
+def test_a_forty_kilobyte_bearer_token_is_431_before_anyone_verifies_it(server):
+    head = server.head("GET", f"/api/{USER}/tasks", f"Authorization: Bearer {'e' * 40_000}")
+    with server.costs_at_most():
+        answer = server.request(head)
+    assert answer.status == 431
+
+
 def test_what_is_not_http_gets_a_400_problem(server):
     with server.costs_at_most():
         answer = server.request("\x16\x03\x01 this is not HTTP\r\n\r\n")

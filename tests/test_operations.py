@@ -128,7 +128,10 @@ def test_cors_lets_the_configured_frontend_in(settings):
         assert preflight.headers["X-Request-ID"], "every response, preflights too, carries a request id"
         # What the contract uses, derived from it: its methods, the bearer token and a JSON body.
         assert preflight.headers["access-control-allow-methods"] == "DELETE, GET, PATCH, POST, PUT"
-        assert preflight.headers["access-control-allow-headers"] == "Accept, Accept-Language, Authorization, Content-Language, Content-Type"
+        assert (
+            preflight.headers["access-control-allow-headers"]
+            == "Accept, Accept-Language, Authorization, Content-Language, Content-Type"
+        )
         answer = frontend.get("/api/alice/tasks", headers={"Origin": "http://localhost:3000"})
         exposed = set(answer.headers["access-control-expose-headers"].split(", "))
         assert exposed == {
