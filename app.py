@@ -1,5 +1,6 @@
 """The application factory: the contract, its handlers, auth, errors and the database."""
 
+import asyncio
 import contextlib
 import logging
 import re
@@ -13,9 +14,12 @@ from connexion.options import SwaggerUIOptions
 from connexion.resolver import Resolver
 from starlette.middleware.cors import CORSMiddleware
 
+import handlers.changes
 import handlers.health
 import handlers.tasks
+from db.changes import ChangeFeed
 from db.engine import create_engine
+from db.housekeeping import purge_every
 from db.tasks import TaskStore
 from service import errors, openapi31
 from service.auth import TokenVerifier
@@ -27,7 +31,7 @@ from service.request_context import RequestContextMiddleware, RequestIdFilter
 from service.settings import Settings
 
 SPEC_PATH = Path(__file__).parent / "openapi" / "tasks.yaml"
-HANDLER_MODULES = (handlers.tasks, handlers.health)
+HANDLER_MODULES = (handlers.tasks, handlers.changes, handlers.health)
 
 
 def handler_for(operation_id: str):
@@ -64,13 +68,25 @@ def create_app(settings: Settings | None = None) -> AsyncApp:
     @contextlib.asynccontextmanager
     async def lifespan(_app):
         engine = create_engine(settings)
+        key_seconds, tombstone_seconds = settings.idempotency_key_hours * 3600, settings.tombstone_days * 86400
+        housekeeping = asyncio.create_task(
+            purge_every(
+                settings.housekeeping_seconds,
+                engine,
+                idempotency_key_seconds=key_seconds,
+                tombstone_seconds=tombstone_seconds,
+            )
+        )
         try:
             yield {
-                "tasks": TaskStore(engine),
+                "tasks": TaskStore(engine, idempotency_key_seconds=key_seconds),
+                "changes": ChangeFeed(engine),
+                "require_if_match": settings.require_if_match,
                 "token_verifier": TokenVerifier(settings),
                 "rate_limiter": RateLimiter(settings),
             }
         finally:
+            housekeeping.cancel()
             await engine.dispose()
 
     app = AsyncApp(

@@ -1,7 +1,7 @@
 """The tables as the code sees them; `migrations/` creates exactly these (a test compares)."""
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import ARRAY, ENUM, TIMESTAMP, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, ENUM, JSONB, TIMESTAMP, UUID
 
 metadata = sa.MetaData()
 
@@ -25,6 +25,7 @@ tasks = sa.Table(
     sa.Column("tags", ARRAY(sa.Text), nullable=False, server_default=sa.text("'{}'::text[]")),
     sa.Column("created_at", TIMESTAMP(timezone=True), nullable=False, server_default=sa.func.now()),
     sa.Column("updated_at", TIMESTAMP(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("revision", sa.BigInteger, nullable=False),  # set by the database: migrations/versions/0002
     sa.CheckConstraint("title ~ '\\S' AND char_length(title) <= 500", name="title_not_blank"),
     sa.CheckConstraint("char_length(description) <= 1000", name="description_length"),
     sa.CheckConstraint("cardinality(tags) <= 20", name="tags_at_most_20"),
@@ -39,3 +40,34 @@ sa.Index("ix_tasks_user_updated", tasks.c.user_id, tasks.c.updated_at, tasks.c.i
 sa.Index("ix_tasks_user_title", tasks.c.user_id, sa.func.lower(tasks.c.title), tasks.c.id)
 sa.Index("ix_tasks_user_due", tasks.c.user_id, sa.func.coalesce(tasks.c.due_at, NO_DUE_DATE_LAST), tasks.c.id)
 sa.Index("ix_tasks_user_priority", tasks.c.user_id, tasks.c.priority, tasks.c.id)
+sa.Index("ix_tasks_user_revision", tasks.c.user_id, tasks.c.revision, unique=True)
+
+user_revisions = sa.Table(
+    "user_revisions",
+    metadata,
+    sa.Column("user_id", sa.Text, primary_key=True),
+    sa.Column("revision", sa.BigInteger, nullable=False),  # the user's latest change
+    sa.Column("purged_through", sa.BigInteger, nullable=False, server_default="0"),  # tombstones up to here are gone
+)
+
+task_tombstones = sa.Table(
+    "task_tombstones",
+    metadata,
+    sa.Column("user_id", sa.Text, primary_key=True),
+    sa.Column("revision", sa.BigInteger, primary_key=True),
+    sa.Column("task_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("deleted_at", TIMESTAMP(timezone=True), nullable=False, server_default=sa.func.now()),
+)
+sa.Index("ix_task_tombstones_deleted_at", task_tombstones.c.deleted_at)
+
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    sa.Column("user_id", sa.Text, primary_key=True),
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("fingerprint", sa.Text, nullable=False),  # of the request the key was first used with
+    sa.Column("status", sa.SmallInteger, nullable=False),
+    sa.Column("body", JSONB, nullable=False),  # the answer's; its Location follows from the task id
+    sa.Column("created_at", TIMESTAMP(timezone=True), nullable=False, server_default=sa.func.now()),
+)
+sa.Index("ix_idempotency_keys_created_at", idempotency_keys.c.created_at)

@@ -1,4 +1,5 @@
-"""Task queries. Every statement is scoped by the owner's user id; one statement per call."""
+"""Task queries. Every statement is scoped by the owner's user id; one statement per call, but
+for a create with an idempotency key (db/idempotency.py), which is one transaction."""
 
 import base64
 import binascii
@@ -6,14 +7,18 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NoReturn
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from db import idempotency
 from db.tables import NO_DUE_DATE_LAST, PRIORITIES, priority_type, tasks
-from service.errors import InvalidCursor
+from service.errors import InvalidCursor, PreconditionFailed, TaskNotFound
 
-TASK_COLUMNS = list(tasks.c)
+ETAG = sa.func.format('"%s"', tasks.c.revision).label("etag")
+"""A task's strong ETag: its revision, which the database moves on every real change."""
+TASK_COLUMNS = [column for column in tasks.c if column.name != "revision"] + [ETAG]
 TASK_FIELDS = [str(column.name) for column in TASK_COLUMNS]  # plain str keys for orjson
 
 SORT_KEYS = {
@@ -127,36 +132,71 @@ def list_statement(
 
 
 class TaskStore:
-    """The tasks of every user, reached only through a user id."""
+    """The tasks of every user, reached only through a user id. A write may be conditional on
+    the task's ETag being one of `if_match`; the check is part of the write's own statement."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, idempotency_key_seconds: float = 24 * 3600) -> None:
         self.engine = engine
+        self.idempotency_key_seconds = idempotency_key_seconds
 
-    def _owned(self, user_id: str, task_id: uuid.UUID):
-        return sa.and_(tasks.c.user_id == user_id, tasks.c.id == task_id)
+    def _owned(self, user_id: str, task_id: uuid.UUID, if_match: list[str] | None = None):
+        condition = sa.and_(tasks.c.user_id == user_id, tasks.c.id == task_id)
+        return condition if if_match is None else sa.and_(condition, ETAG.element.in_(if_match))
 
     async def _one(self, statement) -> dict | None:
         async with self.engine.begin() as connection:
             row = (await connection.execute(statement)).first()
         return dict(zip(TASK_FIELDS, row, strict=False)) if row is not None else None
 
-    async def create(self, user_id: str, fields: dict) -> dict:
+    async def _missed(self, user_id: str, task_id: uuid.UUID, if_match: list[str] | None) -> NoReturn:
+        """Why a write found no row: no such task (404), or another ETag than the caller's (412)."""
+        current = None
+        if if_match is not None:
+            async with self.engine.connect() as connection:
+                current = (await connection.execute(sa.select(ETAG).where(self._owned(user_id, task_id)))).scalar()
+        if current is None:
+            raise TaskNotFound()
+        raise PreconditionFailed(current)
+
+    async def create(self, user_id: str, fields: dict, *, idempotency_key: tuple[str, str] | None = None):
+        """The new task; with an idempotency key (key, fingerprint of the request), the task
+        the key first created and True if this is a replay."""
         statement = tasks.insert().values(user_id=user_id, **fields).returning(*TASK_COLUMNS)
-        return await self._one(statement)
+        if idempotency_key is None:
+            return await self._one(statement), False
+        key, fingerprint = idempotency_key
+        async with self.engine.connect() as connection:
+            connection = await connection.execution_options(isolation_level="READ COMMITTED")
+            async with connection.begin():
+                earlier = await idempotency.claim(connection, user_id, key, fingerprint, self.idempotency_key_seconds)
+                if earlier is not None:
+                    return earlier, True
+                task = dict(zip(TASK_FIELDS, (await connection.execute(statement)).one(), strict=False))
+                await idempotency.record(connection, user_id, key, fingerprint, task)
+        return task, False
 
-    async def get(self, user_id: str, task_id: uuid.UUID) -> dict | None:
-        return await self._one(sa.select(*TASK_COLUMNS).where(self._owned(user_id, task_id)))
+    async def get(self, user_id: str, task_id: uuid.UUID) -> dict:
+        task = await self._one(sa.select(*TASK_COLUMNS).where(self._owned(user_id, task_id)))
+        if task is None:
+            raise TaskNotFound()
+        return task
 
-    async def update(self, user_id: str, task_id: uuid.UUID, fields: dict) -> dict | None:
-        """Sets the given fields; the database keeps `updated_at` and `completed_at` right."""
-        if not fields:
-            return await self.get(user_id, task_id)
-        statement = tasks.update().where(self._owned(user_id, task_id)).values(**fields).returning(*TASK_COLUMNS)
-        return await self._one(statement)
+    async def update(self, user_id: str, task_id: uuid.UUID, fields: dict, *, if_match: list[str] | None = None):
+        """Sets the given fields; the database keeps `updated_at`, `completed_at` and the ETag right."""
+        where = self._owned(user_id, task_id, if_match)
+        if fields:
+            statement = tasks.update().where(where).values(**fields).returning(*TASK_COLUMNS)
+        else:
+            statement = sa.select(*TASK_COLUMNS).where(where)
+        task = await self._one(statement)
+        if task is None:
+            await self._missed(user_id, task_id, if_match)
+        return task
 
-    async def delete(self, user_id: str, task_id: uuid.UUID) -> bool:
-        statement = tasks.delete().where(self._owned(user_id, task_id)).returning(tasks.c.id)
-        return await self._one(statement) is not None
+    async def delete(self, user_id: str, task_id: uuid.UUID, *, if_match: list[str] | None = None) -> None:
+        statement = tasks.delete().where(self._owned(user_id, task_id, if_match)).returning(tasks.c.id)
+        if await self._one(statement) is None:
+            await self._missed(user_id, task_id, if_match)
 
     async def page(
         self, user_id: str, where: ListFilter, *, sort: str, order: str, limit: int, cursor: str | None

@@ -1,14 +1,17 @@
 """listTasks, createTask, getTask, replaceTask, updateTask, deleteTask, completeTask."""
 
+import hashlib
 import uuid
 from datetime import UTC, datetime
 
-from connexion import NoContent
+import orjson
+from connexion import NoContent, request
 from connexion.context import operation
 
 from db.tasks import ListFilter
 from handlers import task_store
-from service.errors import InvalidRequest, TaskNotFound
+from service.conditional import if_match_tags, none_match
+from service.errors import InvalidRequest, PreconditionRequired
 
 
 def _declared_defaults() -> dict:
@@ -36,10 +39,18 @@ def _columns(body: dict) -> dict:
     return fields
 
 
-def _found(task: dict | None) -> dict:
-    if task is None:
-        raise TaskNotFound()
-    return task
+def _if_match() -> list[str] | None:
+    """The ETags a change is conditional on; None when it is not (or on `*`)."""
+    header = request.headers.get("If-Match")
+    if header is None:
+        if request.state.require_if_match:
+            raise PreconditionRequired()
+        return None
+    return if_match_tags(header)
+
+
+def _with_etag(task: dict, status: int = 200, headers: dict | None = None):
+    return task, status, {"ETag": task["etag"], **(headers or {})}
 
 
 async def list_tasks(
@@ -68,28 +79,38 @@ async def list_tasks(
 
 
 async def create_task(user_id: str, body: dict):
-    task = await task_store().create(user_id, _columns(body))
-    return task, 201, {"Location": f"/api/{user_id}/tasks/{task['id']}"}
+    key = request.headers.get("Idempotency-Key")
+    fingerprint = hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    task, replayed = await task_store().create(
+        user_id, _columns(body), idempotency_key=(key, fingerprint) if key is not None else None
+    )
+    headers = {"Location": f"/api/{user_id}/tasks/{task['id']}"}
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return _with_etag(task, 201, headers)
 
 
 async def get_task(user_id: str, task_id: uuid.UUID):
-    return _found(await task_store().get(user_id, task_id))
+    task = await task_store().get(user_id, task_id)
+    if none_match(request.headers.get("If-None-Match"), task["etag"]):
+        return NoContent, 304, {"ETag": task["etag"]}
+    return _with_etag(task)
 
 
 async def replace_task(user_id: str, task_id: uuid.UUID, body: dict):
-    return _found(await task_store().update(user_id, task_id, _columns({**_declared_defaults(), **body})))
+    fields = _columns({**_declared_defaults(), **body})
+    return _with_etag(await task_store().update(user_id, task_id, fields, if_match=_if_match()))
 
 
 async def update_task(user_id: str, task_id: uuid.UUID, body: dict):
-    return _found(await task_store().update(user_id, task_id, _columns(body)))
+    return _with_etag(await task_store().update(user_id, task_id, _columns(body), if_match=_if_match()))
 
 
 async def delete_task(user_id: str, task_id: uuid.UUID):
-    if not await task_store().delete(user_id, task_id):
-        raise TaskNotFound()
+    await task_store().delete(user_id, task_id, if_match=_if_match())
     return NoContent, 204
 
 
 async def complete_task(user_id: str, task_id: uuid.UUID, body: dict | None = None):
     completed = (body or {}).get("completed", True)
-    return _found(await task_store().update(user_id, task_id, {"completed": completed}))
+    return _with_etag(await task_store().update(user_id, task_id, {"completed": completed}, if_match=_if_match()))

@@ -72,6 +72,57 @@ class WrongUser(ApiProblem):
     code = "FORBIDDEN"
 
 
+class PreconditionFailed(ApiProblem):
+    status_code = 412
+    code = "PRECONDITION_FAILED"
+
+    def __init__(self, current_etag: str) -> None:
+        super().__init__(
+            f"The task has changed: its ETag is now {current_etag}. Nothing was changed; fetch it again.",
+            headers={"ETag": current_etag},
+        )
+        self.ext["current_etag"] = current_etag
+
+
+class PreconditionRequired(ApiProblem):
+    status_code = 428
+    code = "PRECONDITION_REQUIRED"
+
+    def __init__(self) -> None:
+        super().__init__("This service requires If-Match with the task's ETag on every change.")
+
+
+class IdempotencyKeyReused(ApiProblem):
+    status_code = 422
+    code = "IDEMPOTENCY_KEY_REUSED"
+
+    def __init__(self) -> None:
+        super().__init__("This Idempotency-Key was used with another request body; use a new key for a new task.")
+
+
+class IdempotencyKeyInUse(ApiProblem):
+    status_code = 409
+    code = "IDEMPOTENCY_KEY_IN_USE"
+
+    def __init__(self) -> None:
+        super().__init__("A request with this Idempotency-Key is still being processed; retry shortly.")
+
+
+class SyncTokenExpired(ApiProblem):
+    status_code = 410
+    code = "SYNC_TOKEN_EXPIRED"
+
+    def __init__(self) -> None:
+        super().__init__("Deletions since this sync token are no longer kept; sync again without `since`.")
+
+
+class InvalidSyncToken(ApiProblem):
+    code = "INVALID_SYNC_TOKEN"
+
+    def __init__(self) -> None:
+        super().__init__("The `since` token is not one this service made; sync again without it.")
+
+
 class KeysUnavailable(ApiProblem):
     status_code = 503
     code = "AUTH_KEYS_UNAVAILABLE"

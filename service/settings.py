@@ -58,6 +58,11 @@ class Settings:
     rate_limit: str = "600/minute"
     auth_failure_rate_limit: str = "30/minute"
     rate_limit_storage_url: str = "memory://"
+    # Safe writes and sync (README, "Retries, tabs and offline clients").
+    require_if_match: bool = False
+    idempotency_key_hours: float = 24.0
+    tombstone_days: float = 30.0
+    housekeeping_seconds: float = 300.0
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -112,6 +117,10 @@ class Settings:
                 rate_limit=get("RATE_LIMIT", "600/minute").strip().lower(),
                 auth_failure_rate_limit=get("AUTH_FAILURE_RATE_LIMIT", "30/minute").strip().lower(),
                 rate_limit_storage_url=get("RATE_LIMIT_STORAGE_URL", "memory://"),
+                require_if_match=_flag(get("REQUIRE_IF_MATCH", "false")),
+                idempotency_key_hours=float(get("IDEMPOTENCY_KEY_HOURS", "24")),
+                tombstone_days=float(get("SYNC_TOMBSTONE_DAYS", "30")),
+                housekeeping_seconds=float(get("HOUSEKEEPING_INTERVAL_SECONDS", "300")),
             )
         except ValueError as error:
             raise ConfigError(f"A numeric setting is not a number: {error}") from None

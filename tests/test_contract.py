@@ -62,6 +62,10 @@ def statuses_raised_or_returned(module: ModuleType, function_name: str, seen=Non
             returned = node.value
             if isinstance(returned, ast.Tuple) and isinstance(returned.elts[1], ast.Constant):
                 statuses.add(returned.elts[1].value)
+            elif (
+                isinstance(returned, ast.Call) and len(returned.args) > 1 and isinstance(returned.args[1], ast.Constant)
+            ):
+                statuses.add(returned.args[1].value)  # a helper that builds the answer: `_with_etag(task, 201)`
             else:
                 statuses.add(200)
         elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and is_own_helper(module, node.func.id):

@@ -108,6 +108,7 @@ def _alive(pid: int) -> bool:
 def test_the_engine_works_in_both_pool_modes(database, pgbouncer):
     from db.engine import create_engine
     from db.tasks import TaskStore
+    from service.errors import TaskNotFound
     from service.settings import Settings
 
     settings = Settings.from_env({}, database_url=database.url, jwt_secret="s" * 32, db_pgbouncer=pgbouncer)
@@ -116,7 +117,8 @@ def test_the_engine_works_in_both_pool_modes(database, pgbouncer):
         store = TaskStore(create_engine(settings))
         try:
             for _ in range(2):  # a second run would reuse a prepared statement, if there were one
-                assert await store.get("nobody", uuid.uuid4()) is None
+                with pytest.raises(TaskNotFound):
+                    await store.get("nobody", uuid.uuid4())
         finally:
             await store.engine.dispose()
 

@@ -126,16 +126,18 @@ def test_cors_lets_the_configured_frontend_in(settings):
         assert preflight.status_code == 200
         assert preflight.headers["access-control-allow-origin"] == "http://localhost:3000"
         assert preflight.headers["X-Request-ID"], "every response, preflights too, carries a request id"
-        # What the contract uses, derived from it: its methods, the bearer token and a JSON body.
+        # What the contract uses, derived from it: its methods, the bearer token, a JSON body and
+        # its header parameters.
         assert preflight.headers["access-control-allow-methods"] == "DELETE, GET, PATCH, POST, PUT"
         assert (
             preflight.headers["access-control-allow-headers"]
-            == "Accept, Accept-Language, Authorization, Content-Language, Content-Type"
+            == "Accept, Accept-Language, Authorization, Content-Language, Content-Type, "
+            "Idempotency-Key, If-Match, If-None-Match"
         )
         answer = frontend.get("/api/alice/tasks", headers={"Origin": "http://localhost:3000"})
         exposed = set(answer.headers["access-control-expose-headers"].split(", "))
         assert exposed == {
-            "Location", "Retry-After", "WWW-Authenticate", "X-Request-ID",
+            "ETag", "Idempotent-Replayed", "Location", "Retry-After", "WWW-Authenticate", "X-Request-ID",
             "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset",
         }  # fmt: skip
         stranger = frontend.get("/health", headers={"Origin": "http://evil.example"})
