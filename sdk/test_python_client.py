@@ -12,6 +12,7 @@ from tasks_api_client.api.tasks import (
     create_task,
     delete_task,
     get_task,
+    list_changes,
     list_tasks,
     replace_task,
     update_task,
@@ -21,6 +22,7 @@ from tasks_api_client.models import (
     Problem,
     StatusFilter,
     Task,
+    TaskChanges,
     TaskCompletion,
     TaskInput,
     TaskPage,
@@ -66,6 +68,28 @@ def test_a_task_life_cycle_through_the_generated_client(service, mint, user_id):
 
     assert delete_task.sync_detailed(user_id, task.id, client=client).status_code == 204
     assert get_task.sync_detailed(user_id, task.id, client=client).status_code == 404
+
+
+def test_retries_two_tabs_and_a_sync_round_trip_through_the_generated_client(service, mint, user_id):
+    client = AuthenticatedClient(base_url=service.base_url, token=mint(user_id))
+    key = str(uuid.uuid4())
+    first = create_task.sync_detailed(user_id, client=client, body=TaskInput(title="Buy milk"), idempotency_key=key)
+    retried = create_task.sync_detailed(user_id, client=client, body=TaskInput(title="Buy milk"), idempotency_key=key)
+    assert retried.parsed == first.parsed and retried.headers["Idempotent-Replayed"] == "true"
+    task = first.parsed
+
+    full = list_changes.sync(user_id, client=client)
+    assert isinstance(full, TaskChanges) and [t.id for t in full.changes] == [task.id]
+
+    tab_one = update_task.sync(user_id, task.id, client=client, body=TaskPatch(title="Oat milk"), if_match=task.etag)
+    tab_two = update_task.sync(user_id, task.id, client=client, body=TaskPatch(title="Soy milk"), if_match=task.etag)
+    assert tab_one.title == "Oat milk"
+    assert isinstance(tab_two, Problem) and tab_two.code == "PRECONDITION_FAILED"
+    assert tab_two.current_etag == tab_one.etag
+
+    delete_task.sync_detailed(user_id, task.id, client=client, if_match=tab_one.etag)
+    caught_up = list_changes.sync(user_id, client=client, since=full.next_since)
+    assert ([t.title for t in caught_up.changes], caught_up.deleted, caught_up.has_more) == ([], [task.id], False)
 
 
 def test_errors_arrive_as_typed_problems(service, mint, user_id):
