@@ -119,5 +119,6 @@ def create_app(settings: Settings | None = None) -> AsyncApp:
         max_body_bytes=settings.max_body_bytes,
     )
     app.add_middleware(openapi31.CaseInsensitiveMediaTypes, position=MiddlewarePosition.BEFORE_SWAGGER)
+    app.add_middleware(openapi31.ConcretePathsFirst, position=MiddlewarePosition.BEFORE_SWAGGER, document=document)
     app.add_middleware(ContractDocs, position=MiddlewarePosition.BEFORE_SWAGGER, spec_path=SPEC_PATH, document=document)
     return app

@@ -22,6 +22,7 @@ behaviour below so that an upgrade which breaks one fails loudly.
 
 import itertools
 import json
+import re
 import reprlib
 import typing as t
 from pathlib import Path
@@ -45,8 +46,10 @@ from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError
 from openapi_spec_validator import validate as validate_openapi_document
 from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
+from starlette.exceptions import HTTPException
+from starlette.routing import compile_path
 
-from service.errors import PROBLEM_JSON, InvalidRequest, MalformedBody
+from service.errors import HTTP_METHODS, PROBLEM_JSON, InvalidRequest, MalformedBody
 
 WRITTEN_FOR = "3.3.0"
 
@@ -307,6 +310,30 @@ def _infer_content_type(data: t.Any, headers: dict) -> str | None:
         if len(success_types) == 1:
             return success_types.pop()
     return _connexion_infer_content_type(data, headers)
+
+
+class ConcretePathsFirst:
+    """A concrete path (`/tasks/changes`) is matched before a templated one (`/tasks/{task_id}`),
+    as OpenAPI says; Connexion routes in document order and lets a method the concrete path does
+    not declare fall through to the templated route (a 400 for a `task_id` of "changes"). This
+    answers such a method with 405 instead."""
+
+    def __init__(self, app, document: dict) -> None:
+        self.app = app
+        paths = {template: {m for m in item if m in HTTP_METHODS} for template, item in document["paths"].items()}
+        patterns = {template: compile_path(template)[0] for template in paths}
+        self.shadowing = [
+            (patterns[template], {method.upper() for method in methods})
+            for template, methods in paths.items()
+            if any(other != template and patterns[other].match(re.sub(r"\{[^}]+\}", "x", template)) for other in paths)
+        ]
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http":
+            for pattern, methods in self.shadowing:
+                if pattern.match(scope["path"]) and scope["method"] not in methods | {"HEAD", "OPTIONS"}:
+                    raise HTTPException(405)
+        await self.app(scope, receive, send)
 
 
 class CaseInsensitiveMediaTypes:

@@ -188,3 +188,9 @@ def test_serve_says_what_is_missing_in_one_line_and_never_shows_the_secret():
     lines = [line for line in result.stderr.splitlines() if line.startswith("tasks-api:")]
     assert lines == ["tasks-api: BETTER_AUTH_SECRET is shorter than 32 bytes: use a longer secret."]
     assert "tooshort-secret" not in result.stderr + result.stdout
+
+
+def test_a_method_the_change_feed_does_not_declare_is_405_not_a_task_id(alice):
+    response = alice.call("PUT", "/changes", json={"title": "x"})
+    assert response.status_code == 405
+    assert response.headers["Allow"] == "GET, HEAD"
