@@ -27,9 +27,14 @@ def create_engine(settings: Settings) -> AsyncEngine:
         "command_timeout": settings.db_statement_timeout_seconds,
         "server_settings": {"application_name": "tasks-api"},
     }
+    isolation_level = "AUTOCOMMIT"  # every operation is one statement, atomic by itself: no BEGIN/COMMIT
     if settings.db_pgbouncer:
-        # A transaction-mode pooler hands each transaction to any server connection, so no
-        # prepared statement may outlive its transaction or clash by name.
+        # A transaction-mode pooler hands each transaction to any server connection. asyncpg
+        # prepares a statement and executes it in two round trips, which in autocommit are two
+        # transactions, maybe on two servers ("prepared statement does not exist"): so here
+        # every statement runs in a transaction, and no prepared statement outlives it or
+        # clashes by name.
+        isolation_level = "READ COMMITTED"
         connect_args["statement_cache_size"] = 0
         connect_args["prepared_statement_name_func"] = lambda: f"__asyncpg_{uuid.uuid4()}__"
         url = url.update_query_dict({"prepared_statement_cache_size": "0"})
@@ -40,7 +45,6 @@ def create_engine(settings: Settings) -> AsyncEngine:
         pool_recycle=settings.db_pool_recycle_seconds,
         pool_pre_ping=settings.db_pool_pre_ping,
         pool_timeout=settings.db_connect_timeout_seconds,
-        # Every operation is one statement, atomic by itself: no BEGIN/COMMIT round trips.
-        isolation_level="AUTOCOMMIT",
+        isolation_level=isolation_level,
         connect_args=connect_args,
     )

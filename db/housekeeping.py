@@ -18,7 +18,7 @@ async def purge_expired(engine: AsyncEngine, *, idempotency_key_seconds: float, 
     deleted = 0
     for purge, seconds in ((idempotency.purge, idempotency_key_seconds), (purge_tombstones, tombstone_seconds)):
         while True:
-            async with engine.connect() as connection:
+            async with engine.begin() as connection:
                 count = await purge(connection, seconds, BATCH)
             deleted += count
             if count < BATCH:

@@ -13,26 +13,40 @@ from db.local_server import LocalPostgres
 from service.auth import TokenVerifier
 from service.settings import Settings
 from tests.live_server import throwaway_database
+from tests.pgbouncer import pgbouncer
 
 TEST_SECRET = "test-secret-that-is-at-least-32-bytes-long"
 
 
 @dataclass
 class Database:
-    url: str
+    url: str  # what the service uses: through PgBouncer when TEST_THROUGH_PGBOUNCER is set
     server: LocalPostgres | None
+    direct_url: str = ""  # the server itself, for migrations and tests that look under the service
+
+    def __post_init__(self) -> None:
+        self.direct_url = self.direct_url or self.url
+
+    @property
+    def pooled(self) -> bool:
+        return self.url != self.direct_url
 
 
 @pytest.fixture(scope="session")
 def database():
-    """TEST_DATABASE_URL if given, else a throwaway server of our own, migrated."""
+    """TEST_DATABASE_URL if given, else a throwaway server of our own, migrated; with
+    TEST_THROUGH_PGBOUNCER=1 the service reaches it through a transaction-mode PgBouncer."""
     url = os.environ.get("TEST_DATABASE_URL")
     if url:
         migrate(url)
         yield Database(url, None)
         return
     with throwaway_database() as server:
-        yield Database(server.url, server)
+        if os.environ.get("TEST_THROUGH_PGBOUNCER"):
+            with pgbouncer(server) as pooled_url:
+                yield Database(pooled_url, server, direct_url=server.url)
+        else:
+            yield Database(server.url, server)
 
 
 @pytest.fixture(scope="session")
@@ -40,6 +54,7 @@ def settings(database) -> Settings:
     return Settings.from_env(
         {},
         database_url=database.url,
+        db_pgbouncer=database.pooled,
         jwt_secret=TEST_SECRET,
         validate_responses=True,
         db_connect_timeout_seconds=2,

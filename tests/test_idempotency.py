@@ -63,9 +63,7 @@ def test_the_same_key_while_the_first_request_is_in_flight_is_409(alice, databas
 
     async def while_in_flight():
         """Holds the key's lock as the first request's transaction does, and asks meanwhile."""
-        url = database.url.replace("postgresql+asyncpg://", "postgresql://")
-        host = url.split("host=")[1]
-        connection = await asyncpg.connect(user="postgres", database="postgres", host=host)
+        connection = await asyncpg.connect(database.direct_url.replace("postgresql+asyncpg://", "postgresql://"))
         try:
             await connection.execute("SELECT pg_advisory_lock(hashtextextended($1 || E'\\n' || $2, 0))", alice.id, key)
             return await asyncio.to_thread(create, alice, key)
