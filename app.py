@@ -20,6 +20,7 @@ import handlers.tasks
 from db.changes import ChangeFeed
 from db.engine import create_engine
 from db.housekeeping import purge_every
+from db.schema import SchemaCheck, expected_revision
 from db.tasks import TaskStore
 from service import errors, openapi31
 from service.auth import TokenVerifier
@@ -81,6 +82,7 @@ def create_app(settings: Settings | None = None) -> AsyncApp:
             yield {
                 "tasks": TaskStore(engine, idempotency_key_seconds=key_seconds),
                 "changes": ChangeFeed(engine),
+                "schema": SchemaCheck(engine, expected_revision()),
                 "require_if_match": settings.require_if_match,
                 "token_verifier": TokenVerifier(settings),
                 "rate_limiter": RateLimiter(settings),

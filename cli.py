@@ -19,11 +19,15 @@ DEV_USER = "dev-user"
 DEV_FRONTEND = "http://localhost:3000"  # where `next dev` serves a frontend
 
 
-def migrate(database_url: str) -> None:
-    """Brings the database to the newest schema revision."""
+def alembic_config(database_url: str) -> Config:
     config = Config(str(PROJECT / "alembic.ini"))
     config.attributes["database_url"] = database_url
-    command.upgrade(config, "head")
+    return config
+
+
+def migrate(database_url: str) -> None:
+    """Brings the database to the newest schema revision."""
+    command.upgrade(alembic_config(database_url), "head")
 
 
 def dev_secret() -> str:

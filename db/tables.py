@@ -14,7 +14,7 @@ NO_DUE_DATE_LAST = sa.text("'infinity'::timestamp with time zone")
 tasks = sa.Table(
     "tasks",
     metadata,
-    sa.Column("id", UUID(as_uuid=True), primary_key=True, server_default=sa.text("gen_random_uuid()")),
+    sa.Column("id", UUID(as_uuid=True), nullable=False, server_default=sa.text("gen_random_uuid()")),
     sa.Column("user_id", sa.Text, nullable=False),
     sa.Column("title", sa.Text, nullable=False),
     sa.Column("description", sa.Text),
@@ -31,6 +31,7 @@ tasks = sa.Table(
     sa.CheckConstraint("cardinality(tags) <= 20", name="tags_at_most_20"),
     sa.CheckConstraint("completed = (completed_at IS NOT NULL)", name="completed_at_iff_completed"),
     sa.CheckConstraint("char_length(user_id) BETWEEN 1 AND 128", name="user_id_length"),
+    sa.PrimaryKeyConstraint("user_id", "id", name="tasks_pkey"),  # user first: distributable by user
 )
 
 # One index per sort key, each led by user_id and ended by id: every page is an index scan

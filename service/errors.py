@@ -123,6 +123,18 @@ class InvalidSyncToken(ApiProblem):
         super().__init__("The `since` token is not one this service made; sync again without it.")
 
 
+class SchemaOutOfDate(ApiProblem):
+    status_code = 503
+    code = "SCHEMA_OUT_OF_DATE"
+
+    def __init__(self, *, expected: str, found: str | None) -> None:
+        super().__init__(
+            f"The database schema is at migration {found or 'none'}, the code expects {expected}: "
+            "run the migrations (`cli.py migrate`).",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+
+
 class KeysUnavailable(ApiProblem):
     status_code = 503
     code = "AUTH_KEYS_UNAVAILABLE"

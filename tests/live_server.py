@@ -45,14 +45,15 @@ def wait_until_ready(base_url: str, server: subprocess.Popen) -> None:
 
 
 @contextlib.contextmanager
-def throwaway_database(*, durable: bool = False) -> Iterator[LocalPostgres]:
+def throwaway_database(*, durable: bool = False, migrated: bool = True) -> Iterator[LocalPostgres]:
     """A fresh, migrated PostgreSQL in a temporary directory, stopped afterwards. Not durable
     unless asked: commits are acknowledged before they reach the disk."""
     root = Path(tempfile.mkdtemp(prefix="tasks-pg-"))
     root.chmod(0o711)  # the server's account must reach its data directory
     server = LocalPostgres(root / "pg", durable=durable).start()
     try:
-        migrate(server.url)
+        if migrated:
+            migrate(server.url)
         yield server
     finally:
         server.stop()

@@ -154,3 +154,26 @@ def test_every_list_query_is_an_index_scan_on_the_users_rows(database, alice, so
     sql = str(statement.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
     plan = "\n".join(row[0] for row in run_sql(database.url, f"EXPLAIN {sql}", fetch=True))
     assert "Index" in plan and "Seq Scan" not in plan, plan
+
+
+def test_readiness_is_503_while_the_schema_is_behind_the_code_and_200_after_migrating(settings):
+    from dataclasses import replace
+
+    from alembic import command
+    from starlette.testclient import TestClient
+
+    from app import create_app
+    from cli import alembic_config
+    from tests.live_server import throwaway_database
+
+    with throwaway_database(migrated=False) as behind:
+        command.upgrade(alembic_config(behind.url), "0001")
+        with TestClient(create_app(replace(settings, database_url=behind.url))) as client:
+            response = client.get("/ready")
+            assert response.status_code == 503
+            problem = response.json()
+            assert problem["code"] == "SCHEMA_OUT_OF_DATE"
+            assert "at migration 0001" in problem["detail"] and "expects 0003" in problem["detail"]
+            assert client.get("/health").status_code == 200, "liveness does not look at the database"
+            command.upgrade(alembic_config(behind.url), "head")
+            assert client.get("/ready").status_code == 200
