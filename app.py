@@ -2,7 +2,6 @@
 
 import asyncio
 import contextlib
-import logging
 import re
 from pathlib import Path
 
@@ -27,8 +26,9 @@ from service.auth import TokenVerifier
 from service.cors import cors_options
 from service.docs import ContractDocs
 from service.limits import RequestLimits
+from service.metrics import Metrics
 from service.rate_limit import RateLimiter
-from service.request_context import RequestContextMiddleware, RequestIdFilter
+from service.request_context import RequestContextMiddleware
 from service.settings import Settings
 
 SPEC_PATH = Path(__file__).parent / "openapi" / "tasks.yaml"
@@ -55,20 +55,15 @@ class OrjsonJsonifier(Jsonifier):
         return orjson.loads(data)
 
 
-def configure_logging(level: str) -> None:
-    handler = logging.StreamHandler()
-    handler.addFilter(RequestIdFilter())
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"))
-    logging.basicConfig(level=level, handlers=[handler], force=True)
-
-
 def create_app(settings: Settings | None = None) -> AsyncApp:
     settings = settings or Settings.from_env()
     openapi31.install(max_json_depth=settings.max_json_depth)
 
+    running: dict = {}  # what the lifespan starts, for the middlewares built before it
+
     @contextlib.asynccontextmanager
     async def lifespan(_app):
-        engine = create_engine(settings)
+        engine = running["engine"] = create_engine(settings)
         key_seconds, tombstone_seconds = settings.idempotency_key_hours * 3600, settings.tombstone_days * 86400
         housekeeping = asyncio.create_task(
             purge_every(
@@ -110,6 +105,9 @@ def create_app(settings: Settings | None = None) -> AsyncApp:
     # Middlewares added at one position nest in the order added: the first is the outermost.
     # Outside Connexion's exception handling: what every answer carries, and CORS.
     app.add_middleware(RequestContextMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION)
+    if settings.metrics_enabled:
+        pool = lambda: running["engine"].sync_engine.pool if "engine" in running else None  # noqa: E731
+        app.add_middleware(Metrics, position=MiddlewarePosition.BEFORE_EXCEPTION, pool_of=pool)
     if settings.cors_origins:
         options = cors_options(document, settings.cors_origins)
         app.add_middleware(CORSMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION, **options)

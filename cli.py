@@ -41,10 +41,11 @@ def dev_secret() -> str:
 
 
 def serve(settings, host: str, port: int) -> None:
-    from app import configure_logging, create_app
+    from app import create_app
+    from service.logs import configure_logging
     from service.server import serve as serve_app
 
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     serve_app(create_app(settings), settings, host, port)
 
 

@@ -11,6 +11,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 from starlette.routing import compile_path
 
+from service.metrics import refused
 from service.request_context import current_request_id
 
 logger = logging.getLogger(__name__)
@@ -18,6 +19,8 @@ logger = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
 BEARER_CHALLENGE = 'Bearer realm="tasks"'
 RETRY_AFTER_SECONDS = 5
+LIMIT_CODES = {"BODY_TOO_LARGE", "TOO_MANY_PARAMETERS", "RATE_LIMITED"}
+"""Problems that refuse a request for what it would cost: counted in the metrics."""
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 
 
@@ -238,6 +241,8 @@ def problem(
     ext: dict | None = None,
 ) -> ConnexionResponse:
     body = {**problem_document(status, detail, code=code, title=title), **(ext or {})}
+    if code in LIMIT_CODES:
+        refused(code)
     headers = dict(headers or {})
     if status == 401:
         headers.setdefault("WWW-Authenticate", BEARER_CHALLENGE)

@@ -78,10 +78,19 @@ class RequestContextMiddleware:
                     headers[name] = value
             await send(message)
 
+        extensions = scope.setdefault("extensions", {})  # Connexion names the operation and user in it
         try:
             await self.app(scope, receive, send_with_context)
         finally:
             elapsed_ms = (time.perf_counter() - started) * 1000
-            access_log.info("%s %s %d %.1fms", scope["method"], scope["path"], status, elapsed_ms)
+            details = {
+                "method": scope["method"],
+                "path": scope["path"],
+                "status": status,
+                "duration_ms": round(elapsed_ms, 1),
+                "operation_id": extensions.get("connexion_routing", {}).get("operation_id"),
+                "user_id": extensions.get("connexion_context", {}).get("user"),
+            }
+            access_log.info("%s %s %d %.1fms", scope["method"], scope["path"], status, elapsed_ms, extra=details)
             _extra_headers.reset(extra_token)
             _request_id.reset(id_token)

@@ -17,6 +17,7 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from service.errors import PROBLEM_JSON, problem_document
+from service.metrics import refused
 from service.request_context import HEADER, STANDARD_HEADERS, new_request_id
 from service.settings import Settings
 
@@ -146,6 +147,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def _answer(self, status: int, code: str, detail: str) -> None:
         self._disarm()
+        refused(code)
         request_id = new_request_id()
         body = {**problem_document(status, detail, code=code), "request_id": request_id}
         content = json.dumps(body).encode()

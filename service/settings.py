@@ -46,6 +46,8 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     validate_responses: bool = False
     log_level: str = "INFO"
+    log_format: str = "text"
+    metrics_enabled: bool = False
     # What one request may cost (README, "Limits"): checked before anything parses it.
     max_url_bytes: int = 8192
     max_query_parameters: int = 32
@@ -106,6 +108,8 @@ class Settings:
                 cors_origins=tuple(o.strip() for o in get("CORS_ORIGINS", "").split(",") if o.strip()),
                 validate_responses=_flag(get("VALIDATE_RESPONSES", "false")),
                 log_level=get("LOG_LEVEL", "INFO").upper(),
+                log_format=get("LOG_FORMAT", "text").strip().lower(),
+                metrics_enabled=_flag(get("METRICS_ENABLED", "false")),
                 max_url_bytes=int(get("MAX_URL_BYTES", "8192")),
                 max_query_parameters=int(get("MAX_QUERY_PARAMETERS", "32")),
                 max_header_bytes=int(get("MAX_HEADER_BYTES", "32768")),
