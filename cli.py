@@ -1,9 +1,15 @@
 """Run, migrate and try the service: `python cli.py --help`."""
 
 import argparse
+import hashlib
 import os
 import secrets
+import shutil
+import signal
+import socket
+import stat
 import sys
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -15,6 +21,23 @@ warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testcli
 
 PROJECT = Path(__file__).resolve().parent
 DATA_DIR = PROJECT / ".data"
+
+
+class CommandError(Exception):
+    """What stops a command, said in one line."""
+
+
+def local_postgres_dir() -> Path:
+    """Where the development PostgreSQL keeps its data: `.data/postgres`, unless the account the
+    server runs as (root's `postgres`) cannot reach the checkout, as under a private /root:
+    then a directory of this checkout's own under /var/tmp, which that account can reach."""
+    from db.local_server import server_account
+
+    if server_account() is None or all(os.stat(d).st_mode & stat.S_IXOTH for d in PROJECT.parents):
+        return DATA_DIR / "postgres"
+    return Path("/var/tmp") / f"tasks-api-{hashlib.sha1(str(PROJECT).encode()).hexdigest()[:12]}" / "postgres"
+
+
 DEV_USER = "dev-user"
 DEV_FRONTEND = "http://localhost:3000"  # where `next dev` serves a frontend
 
@@ -40,20 +63,55 @@ def dev_secret() -> str:
     return path.read_text().strip()
 
 
-def serve(settings, host: str, port: int) -> None:
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def serve(settings, host: str, port: int, workers: int = 1) -> None:
     from app import create_app
     from service.logs import configure_logging
     from service.server import serve as serve_app
 
     configure_logging(settings.log_level, settings.log_format)
-    serve_app(create_app(settings), settings, host, port)
+    if workers == 1:
+        serve_app(create_app(settings), settings, host, port)
+        return
+    if settings.metrics_enabled:  # every worker counts into files that /metrics sums
+        os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="tasks-api-metrics-"))
+    serve_app("cli:worker_app", settings, host, port, workers=workers)
+
+
+def worker_app():
+    """What each of several worker processes serves: the app, configured from the environment."""
+    from app import create_app
+    from service.logs import configure_logging
+    from service.settings import Settings
+
+    settings = Settings.from_env()
+    configure_logging(settings.log_level, settings.log_format)
+    return create_app(settings)
 
 
 def cmd_serve(args) -> None:
     """Production: everything from the environment, nothing applied to the database."""
     from service.settings import Settings
 
-    serve(Settings.from_env(), args.host, args.port)
+    settings = Settings.from_env()
+    refuse_a_taken_port(args.host, args.port)
+    serve(settings, args.host, args.port, workers=args.workers)
+
+
+def refuse_a_taken_port(host: str, port: int) -> None:
+    if port_in_use(host, port):
+        raise CommandError(
+            f"port {port} on {host} is in use; pick another with --port {port + 1} (or PORT={port + 1})."
+        )
 
 
 def cmd_dev(args) -> None:
@@ -62,10 +120,11 @@ def cmd_dev(args) -> None:
     from service.auth import TokenVerifier
     from service.settings import Settings
 
+    refuse_a_taken_port(args.host, args.port)
     server = None
     database_url = os.environ.get("DATABASE_URL")
     if not database_url:
-        server = LocalPostgres(DATA_DIR / "postgres").start()
+        server = LocalPostgres(local_postgres_dir()).start()
         database_url = server.url
     try:
         if server is not None or args.migrate:
@@ -102,7 +161,7 @@ def cmd_migrate(args) -> None:
     from db.local_server import LocalPostgres
 
     if args.local:
-        server = LocalPostgres(DATA_DIR / "postgres").start()
+        server = LocalPostgres(local_postgres_dir()).start()
         try:
             migrate(server.url)
         finally:
@@ -124,6 +183,21 @@ def cmd_token(args) -> None:
     print(TokenVerifier(settings).mint(args.user_id, lifetime_seconds=args.minutes * 60))
 
 
+def cmd_reset(args) -> None:
+    """Wipes the development data: the local PostgreSQL's tasks and the development secret."""
+    from db.local_server import LocalPostgres
+
+    data = local_postgres_dir()
+    if LocalPostgres(data).running_pid() is not None:
+        raise CommandError(f"the development PostgreSQL in {data} is running: stop `tox -e serve` first.")
+    for path in (data, DATA_DIR / "dev-secret"):
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+    print(f"Removed the development data ({data} and the development secret); the next start begins afresh.")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="cli.py", description=__doc__)
     commands = parser.add_subparsers(required=True)
@@ -133,6 +207,9 @@ def main(argv: list[str] | None = None) -> None:
         sub.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
         sub.set_defaults(handler=handler)
     commands.choices["dev"].add_argument("--migrate", action="store_true", help="also migrate DATABASE_URL")
+    commands.choices["serve"].add_argument(
+        "--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "1")), help="worker processes"
+    )
     migrate_parser = commands.add_parser("migrate", help=cmd_migrate.__doc__)
     migrate_parser.add_argument("--local", action="store_true", help="the project-local PostgreSQL in .data/")
     migrate_parser.set_defaults(handler=cmd_migrate)
@@ -140,15 +217,25 @@ def main(argv: list[str] | None = None) -> None:
     token_parser.add_argument("user_id")
     token_parser.add_argument("--minutes", type=int, default=60)
     token_parser.set_defaults(handler=cmd_token)
+    commands.add_parser("reset", help=cmd_reset.__doc__).set_defaults(handler=cmd_reset)
 
     args = parser.parse_args(argv)
+    from db.local_server import LocalPostgresError
     from service.settings import ConfigError
 
+    # Ctrl-C and SIGTERM are a clean stop: uvicorn shuts down gracefully, hands the signal back,
+    # and this unwinds to exit 0, stopping the local PostgreSQL in order on the way.
+    for stop in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop, _exit_cleanly)
     try:
         args.handler(args)
-    except ConfigError as error:
+    except (ConfigError, CommandError, LocalPostgresError) as error:
         print(f"tasks-api: {error}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def _exit_cleanly(_signal: int, _frame) -> None:
+    raise SystemExit(0)
 
 
 if __name__ == "__main__":

@@ -52,7 +52,7 @@ def find_binaries() -> Path:
     )
 
 
-def _server_account() -> pwd.struct_passwd | None:
+def server_account() -> pwd.struct_passwd | None:
     """The unprivileged account to run as, when we are root (PostgreSQL refuses root)."""
     if os.geteuid() != 0:
         return None
@@ -79,7 +79,7 @@ class LocalPostgres:
         self.data_dir = Path(data_dir).resolve()
         self.project = (project or Path(__file__).resolve().parent.parent).resolve()
         self.durable = durable
-        self.account = _server_account()
+        self.account = server_account()
         self.bin_dir = bin_dir or find_binaries()
         if len(str(self.data_dir / ".s.PGSQL.5432").encode()) <= SOCKET_PATH_LIMIT:
             self.socket_dir = self.data_dir
@@ -129,8 +129,22 @@ class LocalPostgres:
         if result.returncode != 0:
             raise LocalPostgresError(f"initdb failed: {result.stderr.strip()}")
 
+    def running_pid(self) -> int | None:
+        """The pid of a postmaster already serving this data directory, if one is alive."""
+        try:
+            pid = int((self.data_dir / "postmaster.pid").read_text().split()[0])
+            alive = b"postgres" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (FileNotFoundError, PermissionError, ValueError, IndexError):
+            return None
+        return pid if alive else None
+
     def start(self, timeout: float = 30.0) -> "LocalPostgres":
         """Starts the server (creating the cluster on first use) and waits until it accepts."""
+        running = self.running_pid()
+        if running is not None:
+            raise LocalPostgresError(
+                f"PostgreSQL already runs on {self.data_dir} (pid {running}): is another `tox -e serve` running?"
+            )
         self.initialise()
         self._own(self.socket_dir)
         options = ["-c", "listen_addresses=", "-c", f"unix_socket_directories={self.socket_dir}"]

@@ -164,20 +164,34 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self.transport.close()
 
 
-def serve(app, settings: Settings, host: str, port: int) -> None:
-    """Runs `app` under uvicorn with the bounded protocol, on the asyncio loop."""
+class _GracefulServer(uvicorn.Server):
+    """A second Ctrl-C (the terminal's and tox's arrive together) still shuts down in order,
+    application shutdown included, instead of forcing an exit that leaves it half done."""
+
+    def handle_exit(self, sig, frame) -> None:
+        self.should_exit = True
+
+
+def serve(app, settings: Settings, host: str, port: int, *, workers: int = 1) -> None:
+    """Runs `app` under uvicorn with the bounded protocol, on the asyncio loop; with several
+    workers `app` is the import string of a factory each worker process calls."""
     protocol = functools.partial(BoundedHttpToolsProtocol, limits=ServerLimits.from_settings(settings))
     # The asyncio loop, not uvloop: uvloop serves ~10% more requests, but under 100 saturating
     # connections it starves some of them (Connexion /health p99 660 ms against 40 ms; list
     # requests past wrk's 2 s timeout). Measured with bench/ on 2026-11-22.
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        http=protocol,
-        loop="asyncio",
-        timeout_keep_alive=settings.keep_alive_seconds,
-        log_config=None,
-        access_log=False,
-        proxy_headers=True,
-    )
+    options = {
+        "factory": isinstance(app, str),
+        "workers": workers,
+        "host": host,
+        "port": port,
+        "http": protocol,
+        "loop": "asyncio",
+        "timeout_keep_alive": settings.keep_alive_seconds,
+        "log_config": None,
+        "access_log": False,
+        "proxy_headers": True,
+    }
+    if workers > 1:
+        uvicorn.run(app, **options)  # a supervisor process and `workers` processes serving
+    else:
+        _GracefulServer(uvicorn.Config(app, **options)).run()
