@@ -20,7 +20,7 @@ from alembic.config import Config
 warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient` is deprecated")
 
 PROJECT = Path(__file__).resolve().parent
-DATA_DIR = PROJECT / ".data"
+DATA_DIR = Path(os.environ.get("TASKS_API_DATA_DIR") or PROJECT / ".data")  # development data
 
 
 class CommandError(Exception):
@@ -33,9 +33,9 @@ def local_postgres_dir() -> Path:
     then a directory of this checkout's own under /var/tmp, which that account can reach."""
     from db.local_server import server_account
 
-    if server_account() is None or all(os.stat(d).st_mode & stat.S_IXOTH for d in PROJECT.parents):
+    if server_account() is None or all(os.stat(d).st_mode & stat.S_IXOTH for d in DATA_DIR.resolve().parents):
         return DATA_DIR / "postgres"
-    return Path("/var/tmp") / f"tasks-api-{hashlib.sha1(str(PROJECT).encode()).hexdigest()[:12]}" / "postgres"
+    return Path("/var/tmp") / f"tasks-api-{hashlib.sha1(str(DATA_DIR).encode()).hexdigest()[:12]}" / "postgres"
 
 
 DEV_USER = "dev-user"
@@ -188,7 +188,7 @@ def cmd_reset(args) -> None:
     from db.local_server import LocalPostgres
 
     data = local_postgres_dir()
-    if LocalPostgres(data).running_pid() is not None:
+    if LocalPostgres(data, bin_dir=Path("/")).running_pid() is not None:
         raise CommandError(f"the development PostgreSQL in {data} is running: stop `tox -e serve` first.")
     for path in (data, DATA_DIR / "dev-secret"):
         if path.is_dir():
