@@ -1,8 +1,8 @@
 """Load test with wrk: the Tasks API against a hand-written reference, in the same run.
 
-    python -m bench.run [--seconds 10]
+    python -m bench.run [--seconds 10] [--workers N] [--pool-size N --max-overflow N]
 
-One uvicorn worker each, on this machine's loopback; the API with response validation off
+One uvicorn worker each unless --workers, on this machine's loopback; the API with response validation off
 (as in production). Reports requests/s, p50/p95/p99 latency and resident memory, and the
 ratio of each to the reference. Results go to build/bench/results.json."""
 
@@ -97,13 +97,19 @@ def wait_until_serving(url: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=10)
-    seconds = parser.parse_args().seconds
+    parser.add_argument("--workers", type=int, default=1, help="worker processes of the API")
+    parser.add_argument("--pool-size", type=int, help="DB_POOL_SIZE of each worker")
+    parser.add_argument("--max-overflow", type=int, help="DB_MAX_OVERFLOW of each worker")
+    args = parser.parse_args()
+    seconds = args.seconds
+    pool = {"DB_POOL_SIZE": args.pool_size, "DB_MAX_OVERFLOW": args.max_overflow}
+    settings = {name: str(value) for name, value in pool.items() if value is not None}
     out = PROJECT / "build" / "bench"
     out.mkdir(parents=True, exist_ok=True)
     script = Path(tempfile.mkstemp(suffix=".lua")[1])
     script.write_text(WRK_LUA)
 
-    with live_service(validate_responses=False, RATE_LIMIT="off") as api:
+    with live_service(validate_responses=False, RATE_LIMIT="off", WEB_CONCURRENCY=str(args.workers), **settings) as api:
         seed(api.env["DATABASE_URL"])
         token = TokenVerifier(Settings.from_env(database_url="x", jwt_secret=api.env["BETTER_AUTH_SECRET"])).mint(USER)
         port = free_port()
@@ -122,7 +128,9 @@ def main() -> None:
                 for server, (base_url, pid) in servers.items():
                     url = base_url + path.format(user=USER)
                     measured = wrk(url, token, connections, seconds, script, think_ms)
-                    measured["rss_mb"] = psutil.Process(pid).memory_info().rss / 2**20
+                    process = psutil.Process(pid)
+                    every = [process, *process.children(recursive=True)]  # the workers, if several
+                    measured["rss_mb"] = sum(p.memory_info().rss for p in every) / 2**20
                     row[server] = measured
                 row["ratio"] = {
                     key: row["tasks-api"][key] / row["reference"][key]
