@@ -13,7 +13,6 @@ import urllib.request
 from pathlib import Path
 
 BASE = "http://127.0.0.1:8000"
-PID_FILE = Path(".data/postgres/postmaster.pid")
 
 
 def start(command: str) -> tuple[subprocess.Popen, list[str]]:
@@ -60,13 +59,25 @@ def call(method: str, path: str, bearer: str, body: dict | None = None) -> dict:
         return json.loads(response.read())
 
 
-def stop(process: subprocess.Popen, sig: signal.Signals) -> None:
+def data_dir(lines: list[str]) -> Path:
+    """Where the banner says the development PostgreSQL keeps its data."""
+    for line in lines:
+        match = re.match(r"Database\s+PostgreSQL in (\S+)", line)
+        if match:
+            return Path(match.group(1))
+    sys.exit("the start command did not say where its PostgreSQL is")
+
+
+def stop(process: subprocess.Popen, lines: list[str], sig: signal.Signals) -> None:
+    pid_file = data_dir(lines) / "postmaster.pid"
     os.killpg(process.pid, sig)
     process.wait(timeout=60)
     time.sleep(0.5)
-    if PID_FILE.exists():
-        sys.exit(f"PostgreSQL is still running after {sig.name} ({PID_FILE} remains)")
-    print(f"stopped with {sig.name}; PostgreSQL stopped too")
+    if pid_file.exists():
+        sys.exit(f"PostgreSQL is still running after {sig.name} ({pid_file} remains)")
+    if any("Traceback" in line for line in lines):
+        sys.exit(f"stopping with {sig.name} printed a traceback")
+    print(f"stopped with {sig.name} (exit {process.returncode}, no traceback); PostgreSQL stopped too")
 
 
 def main() -> None:
@@ -75,11 +86,11 @@ def main() -> None:
     bearer = token(lines)
     user = "dev-user"
     created = call("POST", f"/api/{user}/tasks", bearer, {"title": f"survives a restart {time.time()}"})
-    stop(process, signal.SIGINT)
+    stop(process, lines, signal.SIGINT)
 
     process, lines = start(command)
     ids = [task["id"] for task in call("GET", f"/api/{user}/tasks?limit=200", token(lines))["items"]]
-    stop(process, signal.SIGTERM)
+    stop(process, lines, signal.SIGTERM)
     if created["id"] not in ids:
         sys.exit("the task created before the restart is gone")
     print("a task created before a restart is still there after it")
