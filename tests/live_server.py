@@ -31,17 +31,26 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def wait_until(answers, what: str, process: subprocess.Popen, seconds: float = 30) -> None:
+    """Polls `answers()` until it is true, while `process` (a server being started) runs."""
+    deadline = time.monotonic() + seconds
+    while not answers():
+        assert process.poll() is None, f"{what} exited"
+        assert time.monotonic() < deadline, f"{what} did not start in {seconds:.0f} s"
+        time.sleep(0.05)
+
+
+def answers(url: str) -> bool:
+    """True once `url` answers 2xx/3xx."""
+    try:
+        with urllib.request.urlopen(url, timeout=2):
+            return True
+    except OSError:
+        return False
+
+
 def wait_until_ready(base_url: str, server: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError("the API exited before it was ready")
-        try:
-            with urllib.request.urlopen(f"{base_url}/ready", timeout=2):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError("the API did not become ready in 60 s")
+    wait_until(lambda: answers(f"{base_url}/ready"), "the API", server, seconds=60)
 
 
 @contextlib.contextmanager

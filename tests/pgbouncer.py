@@ -7,14 +7,19 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from db.local_server import LocalPostgres
-from tests.live_server import free_port
+from tests.live_server import free_port, wait_until
 
 POOL_SIZE = 5
+
+
+def listening(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+        return True
+    return False
 
 
 @contextlib.contextmanager
@@ -52,13 +57,7 @@ pidfile = {home}/pgbouncer.pid
     as_account = {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []} if account else {}
     process = subprocess.Popen([binary, str(home / "pgbouncer.ini")], stdout=subprocess.DEVNULL, **as_account)
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            assert process.poll() is None, f"pgbouncer exited; see {home}/pgbouncer.log"
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-            assert time.monotonic() < deadline, "pgbouncer did not start"
-            time.sleep(0.05)
+        wait_until(lambda: listening(port), f"pgbouncer (log: {home}/pgbouncer.log)", process, seconds=10)
         yield f"postgresql+asyncpg://postgres@127.0.0.1:{port}/postgres"
     finally:
         process.terminate()

@@ -5,14 +5,13 @@ import contextlib
 import shutil
 import subprocess
 import tempfile
-import time
 from dataclasses import replace
 
 import pytest
 from starlette.testclient import TestClient
 
 from app import create_app
-from tests.live_server import free_port
+from tests.live_server import free_port, wait_until
 
 
 @contextlib.contextmanager
@@ -69,10 +68,8 @@ def redis_url():
     command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
     server = subprocess.Popen([*command, "--dir", directory], stdout=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 10
-        while subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True).stdout != b"PONG\n":
-            assert time.monotonic() < deadline, "redis-server did not start"
-            time.sleep(0.05)
+        ping = ["redis-cli", "-p", str(port), "ping"]
+        wait_until(lambda: subprocess.run(ping, capture_output=True).stdout == b"PONG\n", "redis-server", server, 10)
         yield f"redis://127.0.0.1:{port}"
     finally:
         server.terminate()

@@ -7,14 +7,13 @@ import json
 import secrets
 import shutil
 import subprocess
-import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.cookiejar import CookieJar
 from pathlib import Path
 
-from tests.live_server import free_port
+from tests.live_server import answers, free_port, wait_until
 
 SERVER = Path(__file__).parent / "server.mjs"
 PROJECT = SERVER.parents[2]
@@ -68,15 +67,7 @@ def better_auth_server(alg: str = "EdDSA", trusted_origins: tuple[str, ...] = ()
     server = subprocess.Popen([node, str(SERVER)], cwd=PROJECT, env=env, stdout=subprocess.DEVNULL)
     base_url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert server.poll() is None, "the Better Auth server exited"
-            try:
-                with urllib.request.urlopen(f"{base_url}/api/auth/ok", timeout=2):
-                    break
-            except OSError:
-                assert time.monotonic() < deadline, "the Better Auth server did not start in 30 s"
-                time.sleep(0.1)
+        wait_until(lambda: answers(f"{base_url}/api/auth/ok"), "the Better Auth server", server)
         yield BetterAuth(base_url)
     finally:
         server.terminate()
