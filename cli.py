@@ -1,6 +1,7 @@
 """Run, migrate and try the service: `python cli.py --help`."""
 
 import argparse
+import contextlib
 import hashlib
 import os
 import secrets
@@ -11,6 +12,7 @@ import stat
 import sys
 import tempfile
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 from alembic import command
@@ -114,6 +116,27 @@ def refuse_a_taken_port(host: str, port: int) -> None:
         )
 
 
+@contextlib.contextmanager
+def ctrl_c_comes_here() -> Iterator[None]:
+    """In a terminal, takes Ctrl-C for this process alone, as a shell gives it to its foreground
+    job: under `tox -e serve` the terminal would interrupt tox too, and tox 4 then reports an
+    interrupted environment (`SKIP`, "evaluation failed", exit 1) however cleanly the API
+    stopped. Gives the terminal back on the way out."""
+    terminal = sys.stdin.fileno() if sys.stdin is not None and sys.stdin.isatty() else None
+    if terminal is None or os.getsid(0) == os.getpid():  # no terminal, or this process leads its session
+        yield
+        return
+    previous = os.tcgetpgrp(terminal)
+    signal.signal(signal.SIGTTOU, signal.SIG_IGN)  # a background group may then set the foreground
+    os.setpgid(0, 0)
+    os.tcsetpgrp(terminal, os.getpgrp())
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.tcsetpgrp(terminal, previous)
+
+
 def cmd_dev(args) -> None:
     """Development: a project-local PostgreSQL (unless DATABASE_URL), migrations, a token."""
     from db.local_server import LocalPostgres
@@ -150,7 +173,8 @@ def cmd_dev(args) -> None:
             f"  curl -s {base}/api/{DEV_USER}/tasks -H 'Authorization: Bearer {token}'\n",
             flush=True,
         )
-        serve(settings, args.host, args.port)
+        with ctrl_c_comes_here():
+            serve(settings, args.host, args.port)
     finally:
         if server is not None:
             server.stop()

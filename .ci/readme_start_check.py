@@ -3,7 +3,9 @@
 
 import json
 import os
+import pty
 import re
+import select
 import signal
 import subprocess
 import sys
@@ -77,7 +79,49 @@ def stop(process: subprocess.Popen, lines: list[str], sig: signal.Signals) -> No
         sys.exit(f"PostgreSQL is still running after {sig.name} ({pid_file} remains)")
     if any("Traceback" in line for line in lines):
         sys.exit(f"stopping with {sig.name} printed a traceback")
+    if sig == signal.SIGINT and process.returncode != 0:
+        sys.exit(f"Ctrl-C ended the start command with exit {process.returncode}, not 0")
     print(f"stopped with {sig.name} (exit {process.returncode}, no traceback); PostgreSQL stopped too")
+
+
+def ctrl_c_in_a_terminal(command: str) -> None:
+    """A person runs the start command in a terminal and presses Ctrl-C: exit 0, no traceback,
+    and tox's own summary says the environment is OK."""
+    pid, terminal = pty.fork()
+    if pid == 0:
+        os.execvp("bash", ["bash", "-c", command])
+    output = b""
+    deadline = time.monotonic() + 600
+    while b"Try it" not in output or not serving():
+        if time.monotonic() > deadline:
+            sys.exit("the start command did not serve in a terminal")
+        if select.select([terminal], [], [], 0.5)[0]:
+            output += os.read(terminal, 65536)
+    os.write(terminal, b"\x03")
+    while select.select([terminal], [], [], 30)[0]:
+        try:
+            chunk = os.read(terminal, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        output += chunk
+    _, status = os.waitpid(pid, 0)
+    text = output.decode(errors="replace")
+    if os.waitstatus_to_exitcode(status) != 0 or "Traceback" in text or "serve: OK" not in text:
+        print(text[-3000:])
+        sys.exit(f"Ctrl-C in a terminal ended with exit {os.waitstatus_to_exitcode(status)}")
+    if (data_dir(text.splitlines()) / "postmaster.pid").exists():
+        sys.exit("PostgreSQL is still running after Ctrl-C in a terminal")
+    print("Ctrl-C in a terminal: exit 0, no traceback, tox says serve: OK, PostgreSQL stopped too")
+
+
+def serving() -> bool:
+    try:
+        with urllib.request.urlopen(f"{BASE}/ready", timeout=2):
+            return True
+    except OSError:
+        return False
 
 
 def main() -> None:
@@ -94,6 +138,7 @@ def main() -> None:
     if created["id"] not in ids:
         sys.exit("the task created before the restart is gone")
     print("a task created before a restart is still there after it")
+    ctrl_c_in_a_terminal(command)
     print("readme-start: 1 passed, 0 failed")
 
 

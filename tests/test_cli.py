@@ -3,6 +3,8 @@ starts afresh, and several workers serving as one."""
 
 import http.client
 import os
+import pty
+import select
 import socket
 import subprocess
 import sys
@@ -17,7 +19,7 @@ from cli import PROJECT
 from db.local_server import LocalPostgres, LocalPostgresError
 from service.auth import TokenVerifier
 from service.settings import Settings
-from tests.live_server import serving
+from tests.live_server import answers, free_port, serving
 
 
 @pytest.fixture
@@ -104,3 +106,32 @@ def test_two_workers_serve_as_one_and_their_metrics_add_up(database):
         assert time.monotonic() - started < 1.5
         connection.close()
     assert 'tasks_api_requests_total{operation="listTasks",status="200"} 20.0' in metrics
+
+
+def test_ctrl_c_in_a_terminal_stops_the_development_server_cleanly(data_dir):
+    """A person at a terminal presses Ctrl-C: exit 0, no traceback, its PostgreSQL stopped."""
+    port = free_port()
+    env = {**os.environ, "TASKS_API_DATA_DIR": str(data_dir), "PORT": str(port), "LOG_LEVEL": "WARNING"}
+    pid, terminal = pty.fork()
+    if pid == 0:  # the child: `cli.py dev` with the pseudo-terminal as its terminal
+        os.chdir(PROJECT)
+        os.execve(sys.executable, [sys.executable, "cli.py", "dev"], env)
+    output = b""
+    deadline = time.monotonic() + 60
+    while b"Try it" not in output or not answers(f"http://127.0.0.1:{port}/ready"):
+        assert time.monotonic() < deadline, output.decode(errors="replace")
+        if select.select([terminal], [], [], 0.2)[0]:
+            output += os.read(terminal, 65536)
+    os.write(terminal, b"\x03")
+    while select.select([terminal], [], [], 10)[0]:
+        try:
+            chunk = os.read(terminal, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        output += chunk
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, output.decode(errors="replace")
+    assert b"Traceback" not in output
+    assert not (data_dir / "postgres" / "postmaster.pid").exists()
