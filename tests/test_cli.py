@@ -135,3 +135,27 @@ def test_ctrl_c_in_a_terminal_stops_the_development_server_cleanly(data_dir):
     assert os.waitstatus_to_exitcode(status) == 0, output.decode(errors="replace")
     assert b"Traceback" not in output
     assert not (data_dir / "postgres" / "postmaster.pid").exists()
+
+
+def test_a_private_checkout_keeps_the_development_database_where_its_account_can_reach_it(data_dir):
+    """As root, a checkout under a 0700 directory (say /root): the `postgres` account cannot
+    reach it, so the data goes to a directory of its own under /var/tmp, and it works there."""
+    private = data_dir / "private"
+    private.mkdir(mode=0o700)
+    env = {**os.environ, "TASKS_API_DATA_DIR": str(private / ".data")}
+    where = subprocess.run(
+        [sys.executable, "-c", "import cli; print(cli.local_postgres_dir())"],
+        cwd=PROJECT,
+        env=env,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    if os.geteuid() != 0:
+        assert where == str(private / ".data" / "postgres"), "a normal user runs the server as itself"
+        return
+    assert where.startswith("/var/tmp/tasks-api-") and where.endswith("/postgres")
+    migrated = subprocess.run(
+        [sys.executable, "cli.py", "migrate", "--local"], cwd=PROJECT, env=env, capture_output=True, text=True
+    )
+    assert migrated.returncode == 0, migrated.stderr
+    subprocess.run([sys.executable, "cli.py", "reset"], cwd=PROJECT, env=env, check=True, capture_output=True)

@@ -88,3 +88,19 @@ def test_every_status_an_operation_can_answer_is_declared(operation_id):
         expected.add(503)
     declared = {int(status) for status in operation["responses"]}
     assert expected <= declared, f"{operation_id} can answer {sorted(expected - declared)} undeclared"
+
+
+def test_try_it_out_works_for_the_development_user_with_no_filter_filled_in():
+    """Swagger UI fills parameters from examples: the user must be the one `tox -e serve` signs
+    in, and the list must not start out filtered."""
+    parameters = DOCUMENT["components"]["parameters"]
+    assert parameters["UserId"]["example"] == "dev-user"
+    list_parameters = [
+        parameters[ref["$ref"].rsplit("/", 1)[1]]
+        for ref in DOCUMENT["paths"]["/api/{user_id}/tasks"]["get"]["parameters"]
+    ]
+    schemas = DOCUMENT["components"]["schemas"]
+    for parameter in list_parameters:
+        schema = parameter["schema"]
+        schema = schemas[schema["$ref"].rsplit("/", 1)[1]] if "$ref" in schema else schema
+        assert "example" not in parameter and "example" not in schema, parameter["name"]
