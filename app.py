@@ -106,7 +106,10 @@ def create_app(settings: Settings | None = None) -> AsyncApp:
     # Outside Connexion's exception handling: what every answer carries, and CORS.
     app.add_middleware(RequestContextMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION)
     if settings.metrics_enabled:
-        pool = lambda: running["engine"].sync_engine.pool if "engine" in running else None  # noqa: E731
+
+        def pool():
+            return running["engine"].sync_engine.pool if "engine" in running else None
+
         app.add_middleware(Metrics, position=MiddlewarePosition.BEFORE_EXCEPTION, pool_of=pool)
     if settings.cors_origins:
         options = cors_options(document, settings.cors_origins)

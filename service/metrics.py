@@ -45,7 +45,7 @@ def _registry() -> CollectorRegistry:
 
 
 class Metrics:
-    """Counts every request and serves /metrics; `pool` is the engine's connection pool."""
+    """Counts every request and serves /metrics; `pool_of()` gives the engine's connection pool."""
 
     def __init__(self, app: ASGIApp, pool_of=lambda: None) -> None:
         self.app = app
