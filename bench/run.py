@@ -2,9 +2,10 @@
 
     python -m bench.run [--seconds 10] [--workers N] [--pool-size N --max-overflow N]
 
-One uvicorn worker each unless --workers, on this machine's loopback; the API with response validation off
-(as in production). Reports requests/s, p50/p95/p99 latency and resident memory, and the
-ratio of each to the reference. Results go to build/bench/results.json."""
+One uvicorn worker each unless --workers, on this machine's loopback; the API with response
+validation off (as in production). Reports requests/s, p50/p95/p99 latency, resident memory and the server's
+CPU time per request (the stable figure on a shared machine), and the ratio of each to the
+reference. Results go to build/bench/results.json."""
 
 import argparse
 import asyncio
@@ -73,12 +74,17 @@ def wrk(url: str, token: str, connections: int, seconds: int, script: Path, thin
     line = next(line for line in output.splitlines() if line.startswith("RESULT"))
     requests, duration_us, p50, p95, p99, errors = map(int, line.split()[1:])
     return {
+        "requests": requests,
         "requests_per_second": requests / (duration_us / 1e6),
         "p50_ms": p50 / 1000,
         "p95_ms": p95 / 1000,
         "p99_ms": p99 / 1000,
         "errors": errors,
     }
+
+
+def server_cpu_seconds(processes: list[psutil.Process]) -> float:
+    return sum(sum(process.cpu_times()[:2]) for process in processes)
 
 
 def wait_until_serving(url: str) -> None:
@@ -127,14 +133,18 @@ def main() -> None:
                 row = {"scenario": name}
                 for server, (base_url, pid) in servers.items():
                     url = base_url + path.format(user=USER)
-                    measured = wrk(url, token, connections, seconds, script, think_ms)
                     process = psutil.Process(pid)
                     every = [process, *process.children(recursive=True)]  # the workers, if several
+                    cpu_before = server_cpu_seconds(every)
+                    measured = wrk(url, token, connections, seconds, script, think_ms)
+                    # The stable figure on a shared machine: the server's own CPU per request.
+                    spent = server_cpu_seconds(every) - cpu_before
+                    measured["cpu_ms_per_request"] = spent * 1000 / max(measured["requests"], 1)
                     measured["rss_mb"] = sum(p.memory_info().rss for p in every) / 2**20
                     row[server] = measured
                 row["ratio"] = {
                     key: row["tasks-api"][key] / row["reference"][key]
-                    for key in ("requests_per_second", "p95_ms", "rss_mb")
+                    for key in ("requests_per_second", "p95_ms", "rss_mb", "cpu_ms_per_request")
                 }
                 results.append(row)
         finally:
@@ -143,13 +153,15 @@ def main() -> None:
 
     (out / "results.json").write_text(json.dumps(results, indent=2))
     header = f"{'scenario':42} {'req/s':>8} {'ref':>8} {'ratio':>6} {'p95 ms':>7} {'ref':>6} {'ratio':>6}"
-    print(f"{header} {'RSS MB':>7} {'ref':>6}")
+    print(f"{header} {'RSS MB':>7} {'ref':>6} {'CPU ms/req':>10} {'ref':>6} {'ratio':>6}")
     for row in results:
         api_row, ref_row, ratio = row["tasks-api"], row["reference"], row["ratio"]
         print(
             f"{row['scenario']:42} {api_row['requests_per_second']:8.0f} {ref_row['requests_per_second']:8.0f} "
             f"{ratio['requests_per_second']:6.2f} {api_row['p95_ms']:7.1f} {ref_row['p95_ms']:6.1f} "
-            f"{ratio['p95_ms']:6.2f} {api_row['rss_mb']:7.0f} {ref_row['rss_mb']:6.0f}"
+            f"{ratio['p95_ms']:6.2f} {api_row['rss_mb']:7.0f} {ref_row['rss_mb']:6.0f} "
+            f"{api_row['cpu_ms_per_request']:10.2f} {ref_row['cpu_ms_per_request']:6.2f} "
+            f"{ratio['cpu_ms_per_request']:6.2f}"
         )
         if api_row["errors"] or ref_row["errors"]:
             print(f"  errors: tasks-api {api_row['errors']}, reference {ref_row['errors']}")
