@@ -1,0 +1,115 @@
+"""The stable cost figure: CPU time per request of the app itself, in one process, no network.
+
+    python -m bench.cost [--requests 500] [--rounds 7]
+
+Builds the app with production settings over a throwaway PostgreSQL, seeds a user with 20
+tasks, and calls the ASGI app directly (lifespan included) with the list request the wrk
+benchmark sends, timing each round of requests with the process's CPU clock. The best round
+is the figure: on a shared machine, other load can only make a round slower, never faster.
+The database server's own work is in another process and not counted."""
+
+import argparse
+import asyncio
+import time
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from app import create_app
+from service.auth import TokenVerifier
+from service.settings import Settings
+from tests.live_server import throwaway_database
+
+USER = "cost-user"
+
+
+async def seed(database_url: str) -> None:
+    engine = create_async_engine(database_url)
+    async with engine.begin() as connection:
+        await connection.execute(
+            text("INSERT INTO tasks (user_id, title) SELECT :user, 'task ' || n FROM generate_series(1, 20) n"),
+            {"user": USER},
+        )
+    await engine.dispose()
+
+
+class Lifespan:
+    """Runs the app's lifespan in the background, as a server does."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+        self.state: dict = {}  # what the app's lifespan yields; each request gets a copy
+        self.inbox: asyncio.Queue = asyncio.Queue()
+        self.outbox: asyncio.Queue = asyncio.Queue()
+
+    async def __aenter__(self):
+        lifespan = {"type": "lifespan", "state": self.state}
+        self.task = asyncio.create_task(self.app(lifespan, self.inbox.get, self.outbox.put))
+        await self.inbox.put({"type": "lifespan.startup"})
+        assert (await self.outbox.get())["type"] == "lifespan.startup.complete"
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.inbox.put({"type": "lifespan.shutdown"})
+        await self.outbox.get()
+        await self.task
+
+
+async def measure(database_url: str, requests: int, rounds: int) -> list[float]:
+    settings = Settings.from_env({}, database_url=database_url, jwt_secret="c" * 40, rate_limit="off")
+    token = TokenVerifier(settings).mint(USER).encode()
+    app = create_app(settings)
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": f"/api/{USER}/tasks",
+        "raw_path": f"/api/{USER}/tasks".encode(),
+        "query_string": b"limit=20",
+        "root_path": "",
+        "headers": [(b"host", b"bench"), (b"authorization", b"Bearer " + token)],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+    }
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def one_request(state: dict) -> None:
+        statuses = []
+
+        async def send(message):
+            if message["type"] == "http.response.start":
+                statuses.append(message["status"])
+
+        await app({**scope, "state": dict(state)}, receive, send)
+        assert statuses == [200], statuses
+
+    async with Lifespan(app) as lifespan:
+        state = lifespan.state
+        for _ in range(50):  # warm up: validators compiled, connections opened, token verified
+            await one_request(state)
+        results = []
+        for _ in range(rounds):
+            started = time.process_time()
+            for _ in range(requests):
+                await one_request(state)
+            results.append((time.process_time() - started) / requests * 1e6)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=500)
+    parser.add_argument("--rounds", type=int, default=7)
+    args = parser.parse_args()
+    with throwaway_database() as database:
+        asyncio.run(seed(database.url))
+        rounds = asyncio.run(measure(database.url, args.requests, args.rounds))
+    print(f"CPU per list request, in process: best {min(rounds):.0f} us, rounds {[round(r) for r in rounds]}")
+
+
+if __name__ == "__main__":
+    main()
