@@ -59,6 +59,8 @@ def create_app(settings: Settings | None = None) -> AsyncApp:
     settings = settings or Settings.from_env()
     openapi31.install(max_json_depth=settings.max_json_depth)
 
+    document = openapi31.load_document(SPEC_PATH)
+    user_id_schema = document["components"]["parameters"]["UserId"]["schema"]
     running: dict = {}  # what the lifespan starts, for the middlewares built before it
 
     @contextlib.asynccontextmanager
@@ -79,7 +81,7 @@ def create_app(settings: Settings | None = None) -> AsyncApp:
                 "changes": ChangeFeed(engine),
                 "schema": SchemaCheck(engine, expected_revision()),
                 "require_if_match": settings.require_if_match,
-                "token_verifier": TokenVerifier(settings),
+                "token_verifier": TokenVerifier(settings, max_user_id_length=user_id_schema["maxLength"]),
                 "rate_limiter": RateLimiter(settings),
             }
         finally:
@@ -92,7 +94,6 @@ def create_app(settings: Settings | None = None) -> AsyncApp:
         validator_map=openapi31.VALIDATOR_MAP,
         uri_parser_class=openapi31.URIParser,
     )
-    document = openapi31.load_document(SPEC_PATH)
     app.add_api(
         document,
         resolver=Resolver(handler_for),

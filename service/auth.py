@@ -26,7 +26,6 @@ from service.jwks import JwksKeys
 from service.settings import ConfigError, Settings
 
 SECRET_ALGORITHM = "HS256"
-MAX_USER_ID_LENGTH = 128  # the contract's UserId
 VERIFIED_TOKENS_KEPT = 10_000
 _CURVES = {"secp256r1": ["ES256"], "secp384r1": ["ES384"], "secp521r1": ["ES512"]}
 
@@ -49,7 +48,9 @@ def load_public_key(path: str) -> tuple[object, list[str]]:
 class TokenVerifier:
     """Checks a JWT against the configured keys and tells whose it is."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, max_user_id_length: int | None = None) -> None:
+        """`max_user_id_length` is the contract's for `{user_id}`: a longer `sub` names nobody."""
+        self._max_user_id_length = max_user_id_length
         self._secret = settings.jwt_secret or None
         self._public_key = load_public_key(settings.jwt_public_key_file) if settings.jwt_public_key_file else None
         self.jwks = (
@@ -91,8 +92,9 @@ class TokenVerifier:
         except jwt.PyJWTError:
             raise NotAuthenticated("The token is malformed, wrongly signed or not for this service.") from None
         user = claims.get("sub") or claims.get("user_id")
-        if not isinstance(user, str) or not user or len(user) > MAX_USER_ID_LENGTH:
-            raise NotAuthenticated("The token names no user (no sub or user_id claim of at most 128 characters).")
+        too_long = self._max_user_id_length is not None and len(user or "") > self._max_user_id_length
+        if not isinstance(user, str) or not user or too_long:
+            raise NotAuthenticated("The token names no user this service knows (no sub or user_id claim, or too long).")
         self._remember(digest, user, claims["exp"])
         return user
 
