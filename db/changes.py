@@ -19,6 +19,7 @@ from db.tasks import TASK_COLUMNS, TASK_FIELDS
 from service.errors import InvalidSyncToken, SyncTokenExpired
 
 TOKEN_PREFIX = "r"
+MAX_REVISION = 2**63 - 1  # revisions are bigint
 
 
 def encode_since(revision: int) -> str:
@@ -30,7 +31,10 @@ def decode_since(token: str) -> int:
         text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode("ascii")
         if not text.startswith(TOKEN_PREFIX) or not text[1:].isdigit() or len(text) > 20:
             raise ValueError(token)
-        return int(text[1:])
+        revision = int(text[1:])
+        if revision > MAX_REVISION:
+            raise ValueError(token)
+        return revision
     except (ValueError, UnicodeError, binascii.Error):
         raise InvalidSyncToken() from None
 

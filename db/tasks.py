@@ -213,7 +213,3 @@ class TaskStore:
             next_cursor = Cursor(sort, order, _cursor_key(sort, last), str(last.id)).encode()
         items = [dict(zip(TASK_FIELDS, row, strict=False)) for row in rows]  # the task columns come first
         return items, next_cursor
-
-    async def ping(self) -> None:
-        async with self.engine.connect() as connection:
-            await connection.execute(sa.text("SELECT 1"))

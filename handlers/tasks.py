@@ -80,10 +80,9 @@ async def list_tasks(
 
 async def create_task(user_id: str, body: dict):
     key = request.headers.get("Idempotency-Key")
-    fingerprint = hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
-    task, replayed = await task_store().create(
-        user_id, _columns(body), idempotency_key=(key, fingerprint) if key is not None else None
-    )
+    if key is not None:  # the same request is the same body, whatever the order of its fields
+        key = (key, hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest())
+    task, replayed = await task_store().create(user_id, _columns(body), idempotency_key=key)
     headers = {"Location": f"/api/{user_id}/tasks/{task['id']}"}
     if replayed:
         headers["Idempotent-Replayed"] = "true"

@@ -99,7 +99,7 @@ def _unique_items(validator, unique: bool, instance: t.Any, schema: dict):
     for item in instance:
         key = _canonical(item)
         if key in seen:
-            yield ValidationError(f"{instance!r} has non-unique elements")
+            yield ValidationError(f"{_short.repr(instance)} has non-unique elements")
             return
         seen.add(key)
 
@@ -107,10 +107,15 @@ def _unique_items(validator, unique: bool, instance: t.Any, schema: dict):
 LinearValidator = validators.extend(Draft202012Validator, {"uniqueItems": _unique_items})
 
 _validators: dict[int, tuple[dict, Draft202012Validator]] = {}
+_ACCEPT_ANYTHING = LinearValidator({})
 
 
 def validator_for(schema: dict) -> Draft202012Validator:
-    """One compiled validator per schema object: Connexion asks again on every request."""
+    """One compiled validator per schema object: Connexion asks again on every request. A
+    response without a schema comes as a new `{}` each time: it gets the one that accepts all,
+    or the cache would grow by one validator per such response."""
+    if not schema:
+        return _ACCEPT_ANYTHING
     cached = _validators.get(id(schema))
     if cached is None or cached[0] is not schema:
         cached = (schema, LinearValidator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER))

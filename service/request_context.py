@@ -13,8 +13,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 HEADER = "X-Request-ID"
 SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-STANDARD_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
-CACHEABLE_PREFIX = "/api/docs/assets/"  # Swagger UI's static files may be cached
+NOSNIFF = {"X-Content-Type-Options": "nosniff"}
+STANDARD_HEADERS = {**NOSNIFF, "Cache-Control": "no-store"}
+CACHEABLE_PREFIX = "/api/docs/assets/"  # Swagger UI's static files may be cached: nosniff only
 
 _request_id: ContextVar[str] = ContextVar("request_id", default="-")
 _extra_headers: ContextVar[dict[str, str] | None] = ContextVar("extra_headers", default=None)
@@ -73,8 +74,8 @@ class RequestContextMiddleware:
                 status = message["status"]
                 headers = MutableHeaders(scope=message)
                 headers[HEADER] = request_id
-                standard = {} if cacheable and status < 400 else STANDARD_HEADERS
-                for name, value in {"X-Content-Type-Options": "nosniff", **standard, **extra}.items():
+                standard = NOSNIFF if cacheable and status < 400 else STANDARD_HEADERS
+                for name, value in {**standard, **extra}.items():
                     headers[name] = value
             await send(message)
 

@@ -134,3 +134,10 @@ def test_a_client_polling_during_concurrent_writes_ends_with_exactly_the_final_s
         replica.pop(task_id, None)
     final = {task["id"]: task for task in user.list_tasks(limit=200)["items"]}
     assert replica == final
+
+
+def test_a_since_token_beyond_any_revision_is_400_not_a_crash(alice):
+    too_big = "cjk5OTk5OTk5OTk5OTk5OTk5OTk"  # base64url of "r" and 19 nines: more than a bigint holds
+    response = alice.client.get(f"/api/{alice.id}/tasks/changes", headers=alice.auth, params={"since": too_big})
+    assert response.status_code == 400
+    assert response.json()["code"] == "INVALID_SYNC_TOKEN"

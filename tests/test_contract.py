@@ -84,7 +84,8 @@ def test_every_status_an_operation_can_answer_is_declared(operation_id):
         expected |= {401, 403, 404}  # token, owner, and a path that routes nowhere
     if "requestBody" in operation:
         expected.add(415)
-    if "task_store()" in inspect.getsource(handler):
+    source = inspect.getsource(handler)
+    if "task_store()" in source or "request.state." in source:  # the database, or the auth server's keys
         expected.add(503)
     declared = {int(status) for status in operation["responses"]}
     assert expected <= declared, f"{operation_id} can answer {sorted(expected - declared)} undeclared"

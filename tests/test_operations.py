@@ -198,3 +198,23 @@ def test_a_method_the_change_feed_does_not_declare_is_405_not_a_task_id(alice):
     response = alice.call("PUT", "/changes", json={"title": "x"})
     assert response.status_code == 405
     assert response.headers["Allow"] == "GET, HEAD"
+
+
+def test_serving_requests_compiles_no_new_validators(alice):
+    """Validators are compiled once per schema; a request must not leave one behind (a 204's
+    missing schema once did: one more cached validator per delete, without end)."""
+    from service import openapi31
+
+    def every_operation():
+        task = alice.create_task()
+        alice.call("GET", f"/{task['id']}")
+        alice.call("PATCH", f"/{task['id']}/complete")
+        alice.call("GET", f"/{task['id']}", headers={"If-None-Match": task["etag"]})
+        alice.call("GET", "/changes")
+        alice.call("DELETE", f"/{task['id']}")
+
+    every_operation()
+    compiled = len(openapi31._validators)
+    for _ in range(20):
+        every_operation()
+    assert len(openapi31._validators) == compiled
