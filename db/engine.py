@@ -1,8 +1,11 @@
 """The async engine, tuned for a managed (possibly pooled, possibly sleeping) PostgreSQL."""
 
+import time
 import uuid
 
+from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from service.settings import Settings
@@ -18,6 +21,26 @@ def asyncpg_url(url: str) -> str:
         query["ssl"] = query.pop("sslmode")
     query.pop("channel_binding", None)  # libpq-only; asyncpg negotiates SCRAM by itself
     return parsed.set(query=query).render_as_string(hide_password=False)
+
+
+IDLE_BEFORE_PING_SECONDS = 10.0
+"""A connection that sat in the pool longer than this is pinged before use (`DB_POOL_PRE_PING`):
+a sleeping or restarted database drops idle connections, while one under load never waits for
+a round trip per request."""
+
+
+def _ping_after_idle(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "checkin")
+    def idle_from_now(_dbapi_connection, record) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def ping_if_idle(dbapi_connection, record, _proxy) -> None:
+        if time.monotonic() - record.info.pop("idle_since", time.monotonic()) > IDLE_BEFORE_PING_SECONDS:
+            try:
+                dbapi_connection.ping()
+            except Exception as exc:
+                raise DisconnectionError() from exc  # the pool replaces it and checks out again
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
@@ -38,13 +61,15 @@ def create_engine(settings: Settings) -> AsyncEngine:
         connect_args["statement_cache_size"] = 0
         connect_args["prepared_statement_name_func"] = lambda: f"__asyncpg_{uuid.uuid4()}__"
         url = url.update_query_dict({"prepared_statement_cache_size": "0"})
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_recycle=settings.db_pool_recycle_seconds,
-        pool_pre_ping=settings.db_pool_pre_ping,
         pool_timeout=settings.db_connect_timeout_seconds,
         isolation_level=isolation_level,
         connect_args=connect_args,
     )
+    if settings.db_pool_pre_ping:
+        _ping_after_idle(engine)
+    return engine

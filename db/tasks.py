@@ -1,8 +1,12 @@
 """Task queries. Every statement is scoped by the owner's user id; one statement per call, but
-for a create with an idempotency key (db/idempotency.py), which is one transaction."""
+for a create with an idempotency key (db/idempotency.py), which is one transaction.
+
+Each statement is built once per shape (which filters, which fields, conditional or not) and
+run through `db/compiled.py`: a request only supplies the values."""
 
 import base64
 import binascii
+import functools
 import json
 import uuid
 from dataclasses import dataclass
@@ -10,13 +14,15 @@ from datetime import UTC, datetime
 from typing import NoReturn
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY, TIMESTAMP, UUID
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db import idempotency
+from db.compiled import Compiled, driver_connection
 from db.tables import NO_DUE_DATE_LAST, PRIORITIES, priority_type, tasks
 from service.errors import InvalidCursor, PreconditionFailed, TaskNotFound
 
-ETAG = sa.func.format('"%s"', tasks.c.revision).label("etag")
+ETAG = sa.func.format(sa.literal_column("'\"%s\"'"), tasks.c.revision).label("etag")
 """A task's strong ETag: its revision, which the database moves on every real change."""
 TASK_COLUMNS = [column for column in tasks.c if column.name != "revision"] + [ETAG]
 TASK_FIELDS = [str(column.name) for column in TASK_COLUMNS]  # plain str keys for orjson
@@ -30,6 +36,14 @@ SORT_KEYS = {
 }
 """What each `sort` orders by (then by id); each matches an index in `db/tables.py`."""
 
+_SORT_KEY_TYPES = {
+    "created": TIMESTAMP(timezone=True),
+    "updated": TIMESTAMP(timezone=True),
+    "title": sa.Text(),
+    "due_date": TIMESTAMP(timezone=True),
+    "priority": priority_type,
+}
+
 
 @dataclass(frozen=True)
 class ListFilter:
@@ -39,6 +53,17 @@ class ListFilter:
     tag: str | None = None
     due_before: datetime | None = None
     due_after: datetime | None = None
+
+    def values(self) -> dict:
+        """The filter's values by bind name; a missing one leaves its condition out."""
+        values = {
+            "pattern": None if self.q is None else f"%{_escape_like(self.q)}%",
+            "priority": self.priority,
+            "tags": None if self.tag is None else [self.tag],
+            "due_before": self.due_before,
+            "due_after": self.due_after,
+        }
+        return {name: value for name, value in values.items() if value is not None}
 
 
 @dataclass(frozen=True)
@@ -67,13 +92,12 @@ class Cursor:
             raise InvalidCursor("The cursor belongs to another sort or order; start again without it.")
         return cursor
 
-    def boundary(self):
-        """The row position to continue after, as SQL values; ValueError if it cannot be one."""
+    def boundary(self) -> dict:
+        """The row position to continue after, as bind values; ValueError if it cannot be one."""
         key = self.key
         if key is None:
             if self.sort != "due_date":
                 raise ValueError("only due dates may be missing")
-            key = NO_DUE_DATE_LAST
         elif not isinstance(key, str) or "\x00" in key:
             raise ValueError("not a sort key")
         elif self.sort in {"created", "updated", "due_date"}:
@@ -81,10 +105,9 @@ class Cursor:
         elif self.sort == "priority":
             if key not in PRIORITIES:
                 raise ValueError("not a priority")
-            key = sa.literal(key, priority_type)
         else:
             key.encode("utf-8")
-        return sa.tuple_(key, uuid.UUID(self.id))
+        return {"after_key": key, "after_id": uuid.UUID(self.id)}
 
 
 def _escape_like(text: str) -> str:
@@ -93,67 +116,126 @@ def _escape_like(text: str) -> str:
 
 def _cursor_key(sort: str, row) -> str | None:
     value = {
-        "created": row.created_at,
-        "updated": row.updated_at,
-        "title": row.sort_key,
-        "due_date": row.due_at,
-        "priority": row.priority,
+        "created": row["created_at"],
+        "updated": row["updated_at"],
+        "title": row["sort_key"],
+        "due_date": row["due_at"],
+        "priority": row["priority"],
     }[sort]
     return value.isoformat() if isinstance(value, datetime) else value
 
 
-def list_statement(
-    user_id: str, where: ListFilter, *, sort: str, order: str, limit: int, after: Cursor | None = None
-) -> sa.Select:
-    """The user's tasks matching `where`, in (sort key, id) order, after the cursor's row."""
+def list_statement(status: str, sort: str, order: str, filters: frozenset[str], after: bool) -> sa.Select:
+    """The tasks of the user `:user_id` with the given `status`, in (sort key, id) order, at
+    most `:limit`; `filters` names the bind values that narrow it (see `ListFilter.values`),
+    `after` continues after the row (`:after_key`, `:after_id`)."""
     key = SORT_KEYS[sort]
     descending = order == "desc"
-    statement = sa.select(*TASK_COLUMNS, key.label("sort_key")).where(tasks.c.user_id == user_id)
-    if where.status != "all":
-        statement = statement.where(tasks.c.completed.is_(where.status == "completed"))
-    if where.q is not None:
-        pattern = f"%{_escape_like(where.q)}%"
+    statement = sa.select(*TASK_COLUMNS, key.label("sort_key")).where(tasks.c.user_id == sa.bindparam("user_id"))
+    if status != "all":
+        statement = statement.where(tasks.c.completed.is_(status == "completed"))
+    if "pattern" in filters:
+        pattern = sa.bindparam("pattern", type_=sa.Text)
         statement = statement.where(
             sa.or_(tasks.c.title.ilike(pattern, escape="\\"), tasks.c.description.ilike(pattern, escape="\\"))
         )
-    if where.priority is not None:
-        statement = statement.where(tasks.c.priority == where.priority)
-    if where.tag is not None:
-        statement = statement.where(tasks.c.tags.contains([where.tag]))
-    if where.due_before is not None:
-        statement = statement.where(tasks.c.due_at < where.due_before)
-    if where.due_after is not None:
-        statement = statement.where(tasks.c.due_at >= where.due_after)
-    if after is not None:
+    if "priority" in filters:
+        statement = statement.where(tasks.c.priority == sa.bindparam("priority", type_=priority_type))
+    if "tags" in filters:
+        statement = statement.where(tasks.c.tags.contains(sa.bindparam("tags", type_=ARRAY(sa.Text))))
+    if "due_before" in filters:
+        statement = statement.where(tasks.c.due_at < sa.bindparam("due_before", type_=TIMESTAMP(timezone=True)))
+    if "due_after" in filters:
+        statement = statement.where(tasks.c.due_at >= sa.bindparam("due_after", type_=TIMESTAMP(timezone=True)))
+    if after:
+        after_key = sa.bindparam("after_key", type_=_SORT_KEY_TYPES[sort])
+        if sort == "due_date":
+            after_key = sa.func.coalesce(after_key, NO_DUE_DATE_LAST)
+        boundary = sa.tuple_(after_key, sa.bindparam("after_id", type_=UUID(as_uuid=True)))
         position = sa.tuple_(key, tasks.c.id)
-        statement = statement.where(position < after.boundary() if descending else position > after.boundary())
+        statement = statement.where(position < boundary if descending else position > boundary)
     direction = sa.desc if descending else sa.asc
+    limit = sa.bindparam("limit", type_=sa.Integer)
     return statement.order_by(direction(key), direction(tasks.c.id)).limit(limit)
+
+
+def _owned(conditional: bool = False):
+    """The task `:task_id` of the user `:user_id`; if `conditional`, only at a revision in `:if_match`."""
+    condition = sa.and_(
+        tasks.c.user_id == sa.bindparam("user_id"), tasks.c.id == sa.bindparam("task_id", type_=UUID(as_uuid=True))
+    )
+    if conditional:
+        condition = sa.and_(condition, ETAG.element == sa.any_(sa.bindparam("if_match", type_=ARRAY(sa.Text))))
+    return condition
+
+
+def _new_values(fields: frozenset[str]) -> dict:
+    return {name: sa.bindparam(name, type_=tasks.c[name].type) for name in sorted(fields)}
+
+
+@functools.cache
+def list_query(status: str, sort: str, order: str, filters: frozenset[str], after: bool) -> Compiled:
+    return Compiled(list_statement(status, sort, order, filters, after))
+
+
+@functools.cache
+def _get() -> Compiled:
+    return Compiled(sa.select(*TASK_COLUMNS).where(_owned()))
+
+
+@functools.cache
+def _etag() -> Compiled:
+    return Compiled(sa.select(ETAG).where(_owned()))
+
+
+@functools.cache
+def _insert(fields: frozenset[str]) -> sa.Insert:
+    return tasks.insert().values(user_id=sa.bindparam("user_id"), **_new_values(fields)).returning(*TASK_COLUMNS)
+
+
+@functools.cache
+def _insert_compiled(fields: frozenset[str]) -> Compiled:
+    return Compiled(_insert(fields))
+
+
+@functools.cache
+def _update(fields: frozenset[str], conditional: bool) -> Compiled:
+    if not fields:  # nothing to set: the task as it is, under the same conditions
+        return Compiled(sa.select(*TASK_COLUMNS).where(_owned(conditional)))
+    return Compiled(tasks.update().where(_owned(conditional)).values(**_new_values(fields)).returning(*TASK_COLUMNS))
+
+
+@functools.cache
+def _delete(conditional: bool) -> Compiled:
+    return Compiled(tasks.delete().where(_owned(conditional)).returning(tasks.c.id))
 
 
 class TaskStore:
     """The tasks of every user, reached only through a user id. A write may be conditional on
-    the task's ETag being one of `if_match`; the check is part of the write's own statement."""
+    the task's ETag being one of `if_match`; the check is part of the write's own statement.
+    `in_transactions` as the engine is set up: behind a transaction-mode pooler."""
 
-    def __init__(self, engine: AsyncEngine, *, idempotency_key_seconds: float = 24 * 3600) -> None:
+    def __init__(
+        self, engine: AsyncEngine, *, idempotency_key_seconds: float = 24 * 3600, in_transactions: bool = False
+    ) -> None:
         self.engine = engine
         self.idempotency_key_seconds = idempotency_key_seconds
+        self.in_transactions = in_transactions
 
-    def _owned(self, user_id: str, task_id: uuid.UUID, if_match: list[str] | None = None):
-        condition = sa.and_(tasks.c.user_id == user_id, tasks.c.id == task_id)
-        return condition if if_match is None else sa.and_(condition, ETAG.element.in_(if_match))
+    async def _fetch(self, statement: Compiled, values: dict) -> list:
+        async with driver_connection(self.engine, in_transaction=self.in_transactions) as connection:
+            return await connection.fetch(statement.sql, *statement.arguments(values))
 
-    async def _one(self, statement) -> dict | None:
-        async with self.engine.begin() as connection:
-            row = (await connection.execute(statement)).first()
-        return dict(zip(TASK_FIELDS, row, strict=False)) if row is not None else None
+    async def _one(self, statement: Compiled, values: dict) -> dict | None:
+        rows = await self._fetch(statement, values)
+        return dict(zip(TASK_FIELDS, rows[0].values(), strict=False)) if rows else None
 
     async def _missed(self, user_id: str, task_id: uuid.UUID, if_match: list[str] | None) -> NoReturn:
         """Why a write found no row: no such task (404), or another ETag than the caller's (412)."""
         current = None
         if if_match is not None:
-            async with self.engine.connect() as connection:
-                current = (await connection.execute(sa.select(ETAG).where(self._owned(user_id, task_id)))).scalar()
+            rows = await self._fetch(_etag(), {"user_id": user_id, "task_id": task_id})
+            current = rows[0]["etag"] if rows else None
         if current is None:
             raise TaskNotFound()
         raise PreconditionFailed(current)
@@ -161,9 +243,9 @@ class TaskStore:
     async def create(self, user_id: str, fields: dict, *, idempotency_key: tuple[str, str] | None = None):
         """The new task; with an idempotency key (key, fingerprint of the request), the task
         the key first created and True if this is a replay."""
-        statement = tasks.insert().values(user_id=user_id, **fields).returning(*TASK_COLUMNS)
+        values = {**fields, "user_id": user_id}
         if idempotency_key is None:
-            return await self._one(statement), False
+            return await self._one(_insert_compiled(frozenset(fields)), values), False
         key, fingerprint = idempotency_key
         async with self.engine.connect() as connection:
             connection = await connection.execution_options(isolation_level="READ COMMITTED")
@@ -171,31 +253,28 @@ class TaskStore:
                 earlier = await idempotency.claim(connection, user_id, key, fingerprint, self.idempotency_key_seconds)
                 if earlier is not None:
                     return earlier, True
-                task = dict(zip(TASK_FIELDS, (await connection.execute(statement)).one(), strict=False))
+                row = (await connection.execute(_insert(frozenset(fields)), values)).one()
+                task = dict(zip(TASK_FIELDS, row, strict=False))
                 await idempotency.record(connection, user_id, key, fingerprint, task)
         return task, False
 
     async def get(self, user_id: str, task_id: uuid.UUID) -> dict:
-        task = await self._one(sa.select(*TASK_COLUMNS).where(self._owned(user_id, task_id)))
+        task = await self._one(_get(), {"user_id": user_id, "task_id": task_id})
         if task is None:
             raise TaskNotFound()
         return task
 
     async def update(self, user_id: str, task_id: uuid.UUID, fields: dict, *, if_match: list[str] | None = None):
         """Sets the given fields; the database keeps `updated_at`, `completed_at` and the ETag right."""
-        where = self._owned(user_id, task_id, if_match)
-        if fields:
-            statement = tasks.update().where(where).values(**fields).returning(*TASK_COLUMNS)
-        else:
-            statement = sa.select(*TASK_COLUMNS).where(where)
-        task = await self._one(statement)
+        statement = _update(frozenset(fields), if_match is not None)
+        task = await self._one(statement, {**fields, "user_id": user_id, "task_id": task_id, "if_match": if_match})
         if task is None:
             await self._missed(user_id, task_id, if_match)
         return task
 
     async def delete(self, user_id: str, task_id: uuid.UUID, *, if_match: list[str] | None = None) -> None:
-        statement = tasks.delete().where(self._owned(user_id, task_id, if_match)).returning(tasks.c.id)
-        if await self._one(statement) is None:
+        values = {"user_id": user_id, "task_id": task_id, "if_match": if_match}
+        if not await self._fetch(_delete(if_match is not None), values):
             await self._missed(user_id, task_id, if_match)
 
     async def page(
@@ -203,13 +282,14 @@ class TaskStore:
     ) -> tuple[list[dict], str | None]:
         """One page in (sort key, id) order, and the cursor of the next page if there is one."""
         after = Cursor.decode(cursor, sort=sort, order=order) if cursor is not None else None
-        statement = list_statement(user_id, where, sort=sort, order=order, limit=limit + 1, after=after)
-        async with self.engine.connect() as connection:
-            rows = (await connection.execute(statement)).all()
+        values = where.values()
+        statement = list_query(where.status, sort, order, frozenset(values), after is not None)
+        values.update(user_id=user_id, limit=limit + 1, **(after.boundary() if after else {}))
+        rows = await self._fetch(statement, values)
         next_cursor = None
         if len(rows) > limit:
             rows = rows[:limit]
             last = rows[-1]
-            next_cursor = Cursor(sort, order, _cursor_key(sort, last), str(last.id)).encode()
-        items = [dict(zip(TASK_FIELDS, row, strict=False)) for row in rows]  # the task columns come first
+            next_cursor = Cursor(sort, order, _cursor_key(sort, last), str(last["id"])).encode()
+        items = [dict(zip(TASK_FIELDS, row.values(), strict=False)) for row in rows]  # the task columns come first
         return items, next_cursor

@@ -4,6 +4,7 @@ import json
 import logging
 from http import HTTPStatus
 
+import asyncpg
 from connexion.exceptions import ProblemException
 from connexion.lifecycle import ConnexionRequest, ConnexionResponse
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -207,12 +208,14 @@ def database_fault(exc: BaseException) -> DatabaseFault | None:
         )
     if isinstance(exc, TimeoutError):  # asyncio's too: connect and statement timeouts
         return DatabaseFault(_TIMED_OUT, code="DATABASE_TIMEOUT")
-    sqlstate = getattr(getattr(exc, "orig", None), "sqlstate", None) or ""
+    # SQLAlchemy's wrapped errors carry the driver's in `orig`; the hot path's are asyncpg's own.
+    sqlstate = getattr(exc, "sqlstate", None) or getattr(getattr(exc, "orig", None), "sqlstate", None) or ""
     if sqlstate == "57014":  # query_canceled: the server's statement_timeout
         return DatabaseFault(_TIMED_OUT, code="DATABASE_TIMEOUT")
     if sqlstate in _SERVER_STATES:
         return DatabaseFault(_SERVER_STATES[sqlstate])
-    if sqlstate.startswith("08") or isinstance(exc, OperationalError | InterfaceError | OSError):
+    lost = OperationalError | InterfaceError | OSError | asyncpg.InterfaceError | asyncpg.InternalClientError
+    if sqlstate.startswith("08") or isinstance(exc, lost):
         return DatabaseFault(_LOST)
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return DatabaseFault(_LOST)

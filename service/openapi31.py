@@ -14,12 +14,16 @@ behaviour below so that an upgrade which breaks one fails loudly.
 - A handler returning data from an operation whose errors are ``application/problem+json``
   gets the one success media type instead of a 500 (#1956).
 - Media types are matched case-insensitively (``APPLICATION/JSON`` is JSON, not raw bytes).
+- Work Connexion redoes on every request is done once per operation: the handler's decorators
+  and URI parser (``AsyncOperation.fn`` builds them per call), and the ``inspect.signature``
+  of the handler and of the security function (several per request).
 - Validation is linear in the size of the request: ``uniqueItems`` compares canonical forms
   in a set (jsonschema's fallback is quadratic), bodies nest at most ``max_json_depth``
   levels, at most ``MAX_LISTED_VIOLATIONS`` violations are collected, and a message quotes
   at most a short prefix of the offending value.
 """
 
+import functools
 import itertools
 import json
 import re
@@ -28,8 +32,13 @@ import typing as t
 from pathlib import Path
 
 import yaml
+from connexion import security as connexion_security
+from connexion import utils as connexion_utils
+from connexion.apps.asynchronous import AsyncOperation
+from connexion.context import receive, scope
 from connexion.datastructures import MediaTypeDict, NoContent
 from connexion.decorators import parameter as connexion_parameters
+from connexion.decorators.main import StarletteDecorator
 from connexion.decorators.response import BaseResponseDecorator
 from connexion.exceptions import InvalidSpecification, NonConformingResponseBody
 from connexion.lifecycle import ConnexionRequest
@@ -317,6 +326,37 @@ def _infer_content_type(data: t.Any, headers: dict) -> str | None:
     return _connexion_infer_content_type(data, headers)
 
 
+# --- per-operation work, once -----------------------------------------------------------------
+
+
+class OperationDecorator(StarletteDecorator):
+    """Connexion's decorator, with the handler's parameter and response decorators and its URI
+    parser built on the operation's first request instead of on every one. One instance wraps
+    one operation's handler, so what it builds is the same every time."""
+
+    def __call__(self, function: t.Callable) -> t.Callable:
+        built: tuple | None = None
+
+        @functools.wraps(function)
+        async def wrapper(*_args, **_kwargs):
+            nonlocal built
+            if built is None:
+                built = (self.uri_parser, self.decorate(function))
+            uri_parser, decorated = built
+            return await decorated(self.framework.get_request(uri_parser=uri_parser, scope=scope, receive=receive))
+
+        return wrapper
+
+
+@functools.cached_property
+def _operation_fn(self: AsyncOperation) -> t.Callable:
+    return OperationDecorator(pythonic_params=self.pythonic_params, jsonifier=self.jsonifier)(self._fn)
+
+
+_inspect_function_arguments = functools.lru_cache(maxsize=256)(connexion_utils.inspect_function_arguments)
+"""By function: its signature does not change, and Connexion asks several times per request."""
+
+
 class ConcretePathsFirst:
     """A concrete path (`/tasks/changes`) is matched before a templated one (`/tasks/{task_id}`),
     as OpenAPI says; Connexion routes in document order and lets a method the concrete path does
@@ -363,9 +403,14 @@ class CaseInsensitiveMediaTypes:
 
 
 def install(*, max_json_depth: int = RequestBodyValidator.max_depth) -> None:
-    """Teach Connexion the 3.1 document check, type-array casting, the response media type
-    and the nesting limit of bodies (add CaseInsensitiveMediaTypes as a middleware too)."""
+    """Teach Connexion the 3.1 document check, type-array casting, the response media type,
+    the nesting limit of bodies and per-operation caching (add CaseInsensitiveMediaTypes as a
+    middleware too)."""
     RequestBodyValidator.max_depth = max_json_depth
     OpenAPISpecification._validate_spec = classmethod(_validate_with_openapi_spec_validator)
     connexion_parameters._get_val_from_param = _get_val_from_param
     BaseResponseDecorator._infer_content_type = staticmethod(_infer_content_type)
+    AsyncOperation.fn = _operation_fn
+    _operation_fn.__set_name__(AsyncOperation, "fn")
+    connexion_parameters.inspect_function_arguments = _inspect_function_arguments
+    connexion_security.inspect_function_arguments = _inspect_function_arguments

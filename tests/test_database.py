@@ -137,11 +137,13 @@ def test_the_database_keeps_completed_at_and_updated_at(database):
 
 @pytest.mark.parametrize("sort", ["created", "updated", "title", "due_date", "priority"])
 @pytest.mark.parametrize("order", ["asc", "desc"])
-def test_every_list_query_is_an_index_scan_on_the_users_rows(database, alice, sort, order):
+@pytest.mark.parametrize("page", ["first", "by cursor"])
+def test_every_list_query_is_an_index_scan_on_the_users_rows(database, alice, sort, order, page):
     """EXPLAIN the very statement listTasks runs, on a table with many users' tasks."""
-    from sqlalchemy.dialects import postgresql
+    import asyncpg
 
-    from db.tasks import ListFilter, list_statement
+    from db.engine import asyncpg_url
+    from db.tasks import Cursor, list_query
 
     run_sql(
         database.url,
@@ -150,9 +152,20 @@ def test_every_list_query_is_an_index_scan_on_the_users_rows(database, alice, so
         "WHERE NOT EXISTS (SELECT 1 FROM tasks WHERE user_id = 'bulk_0')",
         "ANALYZE tasks",
     )
-    statement = list_statement(alice.id, ListFilter(status="pending"), sort=sort, order=order, limit=51)
-    sql = str(statement.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
-    plan = "\n".join(row[0] for row in run_sql(database.url, f"EXPLAIN {sql}", fetch=True))
+    values = {"user_id": "bulk_7", "limit": 51}
+    if page == "by cursor":
+        key = {"title": "task 500", "priority": "medium"}.get(sort, "2026-01-01T00:00:00+00:00")
+        values.update(Cursor(sort, order, key, str(uuid.uuid4())).boundary())
+    statement = list_query("pending", sort, order, frozenset(), page == "by cursor")
+
+    async def explain():
+        connection = await asyncpg.connect(asyncpg_url(database.url).replace("postgresql+asyncpg", "postgresql"))
+        try:
+            return await connection.fetch(f"EXPLAIN {statement.sql}", *statement.arguments(values))
+        finally:
+            await connection.close()
+
+    plan = "\n".join(row[0] for row in asyncio.run(explain()))
     assert "Index" in plan and "Seq Scan" not in plan, plan
 
 

@@ -114,7 +114,7 @@ def test_the_engine_works_in_both_pool_modes(database, pgbouncer):
     settings = Settings.from_env({}, database_url=database.url, jwt_secret="s" * 32, db_pgbouncer=pgbouncer)
 
     async def twice():
-        store = TaskStore(create_engine(settings))
+        store = TaskStore(create_engine(settings), in_transactions=pgbouncer)
         try:
             for _ in range(2):  # a second run would reuse a prepared statement, if there were one
                 with pytest.raises(TaskNotFound):

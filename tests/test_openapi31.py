@@ -5,6 +5,7 @@ from importlib.metadata import version
 
 import pytest
 from connexion import AsyncApp
+from connexion.decorators.main import StarletteDecorator
 from connexion.resolver import Resolver
 from starlette.testclient import TestClient
 
@@ -130,3 +131,17 @@ def test_responses_are_validated_with_draft_2020_12():
     validator._validate({"id": "0b6f5c1e-6c1a-4a53-9f3e-7d2a2f1c9b10"})
     with pytest.raises(Exception, match="is not a 'uuid'"):
         validator._validate({"id": "nope"})
+
+
+def test_an_operations_decorators_are_built_on_its_first_request_only(client, monkeypatch):
+    """Connexion rebuilt them, and inspected the handler's signature, on every request."""
+    built, inspected = [], []
+    decorate = StarletteDecorator.decorate
+    monkeypatch.setattr(StarletteDecorator, "decorate", lambda self, f: built.append(f) or decorate(self, f))
+    monkeypatch.setattr("inspect.signature", lambda *a, **k: inspected.append(a))
+    client.post("/things", json={"id": "3fa85f64-5717-4562-b3fc-2c963f66afa6"})  # perhaps its first request
+    built.clear()
+    for limit in range(5):
+        assert client.get("/things", params={"limit": limit}).json() == {"limit": limit, "limit_type": "int"}
+        assert client.post("/things", json={"id": "3fa85f64-5717-4562-b3fc-2c963f66afa6"}).status_code == 201
+    assert len(built) <= 1 and inspected == []  # list_things' one build, if this was its first request
