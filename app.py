@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import gc
 import re
 from pathlib import Path
 
@@ -77,6 +78,13 @@ def create_app(settings: Settings | None = None) -> AsyncApp:
                 tombstone_seconds=tombstone_seconds,
             )
         )
+        # What is loaded by now (the contract, Connexion, SQLAlchemy, compiled validators) lives as
+        # long as the process: frozen, no collection walks it again; and young objects are
+        # collected every 10,000 allocations, not 700. Measured on a GET at 10 connections: p99
+        # 77 ms -> 8 ms, CPU per request 0.47 -> 0.40 ms (bench/, 2026-11-24).
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(10_000, 10, 10)
         try:
             yield {
                 "tasks": TaskStore(engine, idempotency_key_seconds=key_seconds, in_transactions=settings.db_pgbouncer),

@@ -1,170 +1,493 @@
-"""Load test with wrk: the Tasks API against a hand-written reference, in the same run.
+"""The benchmark: the Tasks API against the floor and FastAPI + SQLModel, in the same run.
 
-    python -m bench.run [--seconds 10] [--workers N] [--pool-size N --max-overflow N]
+    python -m bench.run [--seconds 3] [--rounds 3] [--soak-seconds 60] [--only CASE ...]
 
-One uvicorn worker each unless --workers, on this machine's loopback; the API with response
-validation off (as in production). Reports requests/s, p50/p95/p99 latency, resident memory and the server's
-CPU time per request (the stable figure on a shared machine), and the ratio of each to the
-reference. Results go to build/bench/results.json."""
+Starts a throwaway PostgreSQL, migrates and seeds it (users with 20 to 10,000 tasks, tags, due
+dates, completed ones; 100 users for reads and writes), then serves it three ways, one worker
+each, on the same loop (asyncio) and HTTP parser (httptools) and the same pool size:
+
+- `tasks-api`: `cli.py serve` with production settings (response validation off, rate limits
+  on but set out of reach, access log on, written to a file);
+- `floor`: `bench/floor.py`, the same operations by hand (Starlette, asyncpg, PyJWT, orjson);
+- `fastapi-sqlmodel`: `bench/fastapi_sqlmodel.py`, what most people would build instead.
+
+Every case is driven by wrk for a fixed time, the three interleaved (their order turns each
+round), after a warm-up in the first round; the figure of a case is the median of its rounds.
+Per case: requests/s, p50/p95/p99, errors (non-2xx and socket errors), the server's CPU time per
+request and its peak RSS; the ratios to each reference. Then the API alone: RSS over a soak
+under mixed load, and the in-process CPU per list request (`bench/cost.py`). Results, a Markdown
+table and PNG charts go to build/bench/."""
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
+import random
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import asyncpg
 import psutil
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
+from bench import cost
 from cli import PROJECT
+from db.engine import asyncpg_url
 from service.auth import TokenVerifier
 from service.settings import Settings
-from tests.live_server import free_port, live_service
+from tests.live_server import free_port, throwaway_database
 
-USER = "bench-user"
-TASKS = 1000
-WRK_LUA = """
-think_ms = tonumber(os.getenv("THINK_MS") or "0")
-delay = function() return think_ms end
-done = function(summary, latency, requests)
-  io.write(string.format("RESULT %d %d %d %d %d %d\\n", summary.requests, summary.duration,
-    latency:percentile(50), latency:percentile(95), latency:percentile(99),
-    summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.timeout))
+OUT = PROJECT / "build" / "bench"
+IMPLEMENTATIONS = ("tasks-api", "floor", "fastapi-sqlmodel")
+POOL_SIZE = 10  # each implementation's connections: the API's default
+LIST_SIZES = (20, 100, 1_000, 10_000)
+PEOPLE = 100  # users with 50 tasks each, for reads and writes spread over many users
+LUA = """
+local count = 0
+function setup(thread) thread:set("index", count); count = count + 1 end
+local requests, next = {}, 0
+function init(args)
+  local threads, i = tonumber(os.getenv("THREADS")), 0
+  for line in io.lines(os.getenv("REQUESTS")) do
+    if i % threads == index then
+      local method, path, token, body = line:match("^(%S+)\\t(%S+)\\t(%S+)\\t(.*)$")
+      local headers = {Authorization = "Bearer " .. token}
+      if body == "" then body = nil else headers["Content-Type"] = "application/json" end
+      table.insert(requests, wrk.format(method, path, headers, body))
+    end
+    i = i + 1
+  end
+end
+function request() next = next % #requests + 1; return requests[next] end
+local think = tonumber(os.getenv("THINK_MS") or "0")
+function delay() return think end
+function done(summary, latency, requests)
+  io.write(string.format("RESULT %d %d %d %d %d %d %d\\n", summary.requests, summary.duration,
+    latency:percentile(50), latency:percentile(95), latency:percentile(99), summary.errors.status,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))
 end
 """
-SCENARIOS = [  # (name, path, connections, pause in ms between one connection's requests)
-    # The reference implements exactly this request, so the ratios compare like with like.
-    ("list 50 of 1,000, 10 connections flat out", "/api/{user}/tasks", 10, 0),
-    ("list 50 of 1,000, 100 connections flat out", "/api/{user}/tasks", 100, 0),
-    ("list 50 of 1,000, 100 users pausing 0.5 s", "/api/{user}/tasks", 100, 500),
+
+
+@dataclass
+class Seeded:
+    """What the database holds for the cases: users, their tokens and some of their task ids."""
+
+    tokens: dict[str, str]
+    people_tasks: list[tuple[str, str]]  # (user, task id) of the people, 5 per user
+    deep_cursor: dict[str, str] = field(default_factory=dict)  # per implementation
+
+
+@dataclass
+class Case:
+    name: str
+    connections: int = 10
+    think_ms: int = 0
+    consumes: bool = False  # each request uses up its target (deletes): fresh targets every run
+
+
+def list_user(size: int) -> str:
+    return f"list-{size}"
+
+
+def person(index: int) -> str:
+    return f"user-{index:02d}"
+
+
+SEED_SQL = """
+INSERT INTO tasks (user_id, title, description, priority, tags, due_at, completed)
+SELECT $1, 'task ' || n, 'details of task ' || n, (ARRAY['low','medium','high'])[1 + n % 3]::task_priority,
+       ARRAY['tag' || (n % 5), 'bench'], CASE WHEN n % 4 = 0 THEN NULL ELSE now() + n * interval '1 hour' END,
+       n % 3 = 0
+FROM generate_series(1, $2) n
+"""
+
+
+async def seed(dsn: str, verifier: TokenVerifier) -> Seeded:
+    connection = await asyncpg.connect(dsn)
+    try:
+        for size in LIST_SIZES:
+            await connection.execute(SEED_SQL, list_user(size), size)
+        people_tasks = []
+        for index in range(PEOPLE):
+            await connection.execute(SEED_SQL, person(index), 50)
+            rows = await connection.fetch("SELECT id FROM tasks WHERE user_id = $1 LIMIT 5", person(index))
+            people_tasks += [(person(index), str(row["id"])) for row in rows]
+        await connection.execute("ANALYZE tasks")
+    finally:
+        await connection.close()
+    users = [list_user(size) for size in LIST_SIZES] + [person(index) for index in range(PEOPLE)]
+    return Seeded({user: verifier.mint(user) for user in users}, people_tasks)
+
+
+async def deletable(dsn: str, count: int) -> list[tuple[str, str]]:
+    """`count` new tasks spread over the people, to be deleted."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        per_user = -(-count // PEOPLE)
+        targets = []
+        for index in range(PEOPLE):
+            rows = await connection.fetch(SEED_SQL + " RETURNING id", person(index), per_user)
+            targets += [(person(index), str(row["id"])) for row in rows]
+        random.Random(count).shuffle(targets)
+        return targets
+    finally:
+        await connection.close()
+
+
+def requests_for(case: Case, seeded: Seeded, implementation: str, targets: list) -> list[tuple]:
+    """(method, path, user, body) of the requests a case cycles through."""
+    rng = random.Random(case.name)
+    tasks = seeded.people_tasks
+    new_task = json.dumps({"title": "benchmark task", "priority": "high", "tags": ["bench"]})
+    rename = json.dumps({"title": "renamed by the benchmark", "priority": "low"})
+
+    def one_of_each() -> dict[str, tuple]:
+        user, task_id = rng.choice(tasks)
+        return {
+            "get": ("GET", f"/api/{user}/tasks/{task_id}", user, ""),
+            "list": ("GET", f"/api/{user}/tasks?limit=20", user, ""),
+            "update": ("PATCH", f"/api/{user}/tasks/{task_id}", user, rename),
+            "complete": ("PATCH", f"/api/{user}/tasks/{task_id}/complete", user, json.dumps({"completed": True})),
+            "reopen": ("PATCH", f"/api/{user}/tasks/{task_id}/complete", user, json.dumps({"completed": False})),
+            "create": ("POST", f"/api/{user}/tasks", user, new_task),
+        }
+
+    kind = case.name.split(" ")[0].rstrip(",")
+    if kind == "list":  # "list N tasks ..."
+        user = list_user(int(case.name.split(" ")[1].replace(",", "")))
+        return [("GET", f"/api/{user}/tasks", user, "")]
+    if kind == "filtered":
+        user = list_user(10_000)
+        query = "status=pending&priority=high&sort=due_date&order=asc&limit=20"
+        return [("GET", f"/api/{user}/tasks?{query}", user, "")]
+    if kind == "deep":
+        user = list_user(10_000)
+        return [("GET", f"/api/{user}/tasks?cursor={seeded.deep_cursor[implementation]}", user, "")]
+    if kind == "delete":
+        return [("DELETE", f"/api/{user}/tasks/{task_id}", user, "") for user, task_id in targets]
+    if kind == "complete":
+        picks = [one_of_each() for _ in range(500)]
+        return [pick["complete"] for pick in picks] + [pick["reopen"] for pick in picks]
+    if kind == "mixed":  # 80% reads, 20% writes
+        mix = ["get"] * 50 + ["list"] * 30 + ["update"] * 10 + ["complete"] * 5 + ["reopen"] * 5
+        return [one_of_each()[rng.choice(mix)] for _ in range(2000)]
+    return [one_of_each()[kind] for _ in range(1000)]
+
+
+CASES = [
+    *(Case(f"list {size:,} tasks, first page") for size in LIST_SIZES),
+    Case("filtered + sorted (pending, high, by due date), 10,000 tasks"),
+    Case("deep page by cursor (row 5,000 of 10,000)"),
+    Case("get one task"),
+    Case("create a task"),
+    Case("update a task"),
+    Case("complete / reopen a task"),
+    Case("delete a task", consumes=True),
+    Case("mixed 80/20 over 100 users"),
+    Case("list 20 tasks, first page, 100 connections", connections=100),
+    Case("mixed 80/20 over 100 users, 100 connections", connections=100),
+    Case("mixed, 100 users thinking 0.5 s", connections=100, think_ms=500),
 ]
 
 
-def seed(database_url: str) -> None:
-    async def go():
-        engine = create_async_engine(database_url)
-        async with engine.begin() as connection:
-            await connection.execute(
-                text(
-                    "INSERT INTO tasks (user_id, title, description, priority, tags, due_at) "
-                    "SELECT :user, 'task ' || n, 'details of ' || n, (ARRAY['low','medium','high'])[1 + n % 3]"
-                    "::task_priority, ARRAY['tag' || (n % 5)], CASE WHEN n % 4 = 0 THEN NULL "
-                    "ELSE now() + n * interval '1 hour' END FROM generate_series(1, :count) n"
-                ),
-                {"user": USER, "count": TASKS},
-            )
-            await connection.execute(text("ANALYZE tasks"))
-        await engine.dispose()
-
-    asyncio.run(go())
-
-
-def wrk(url: str, token: str, connections: int, seconds: int, script: Path, think_ms: int = 0) -> dict:
-    command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "-s", str(script)]
-    command += ["-H", f"Authorization: Bearer {token}", url]
-    env = {**os.environ, "THINK_MS": str(think_ms)}
-    output = subprocess.run(command, capture_output=True, text=True, check=True, env=env).stdout
+def wrk(base_url: str, requests: list[tuple], tokens: dict, case: Case, seconds: int, script: Path) -> dict:
+    with tempfile.NamedTemporaryFile("w", suffix=".tsv", dir=OUT, delete=False) as listing:
+        for method, path, user, body in requests:
+            listing.write(f"{method}\t{path}\t{tokens[user]}\t{body}\n")
+    threads = 2
+    env = {**os.environ, "REQUESTS": listing.name, "THREADS": str(threads), "THINK_MS": str(case.think_ms)}
+    command = ["wrk", f"-t{threads}", f"-c{case.connections}", f"-d{seconds}s", "--timeout", "5s", "-s", str(script)]
+    try:
+        output = subprocess.run([*command, base_url], capture_output=True, text=True, check=True, env=env).stdout
+    finally:
+        os.unlink(listing.name)
     line = next(line for line in output.splitlines() if line.startswith("RESULT"))
-    requests, duration_us, p50, p95, p99, errors = map(int, line.split()[1:])
+    count, duration_us, p50, p95, p99, bad_status, socket_errors = map(int, line.split()[1:])
     return {
-        "requests": requests,
-        "requests_per_second": requests / (duration_us / 1e6),
+        "requests": count,
+        "requests_per_second": count / (duration_us / 1e6),
         "p50_ms": p50 / 1000,
         "p95_ms": p95 / 1000,
         "p99_ms": p99 / 1000,
-        "errors": errors,
+        "errors": bad_status + socket_errors,
     }
 
 
-def server_cpu_seconds(processes: list[psutil.Process]) -> float:
-    return sum(sum(process.cpu_times()[:2]) for process in processes)
+class Server:
+    """One implementation, started as its own process with its output in build/bench/."""
 
-
-def wait_until_serving(url: str) -> None:
-    for _ in range(100):
-        try:
-            urllib.request.urlopen(url, timeout=1)
-        except urllib.error.HTTPError:
-            return  # an answer, even a 401, means it is up
-        except OSError:
-            time.sleep(0.1)
+    def __init__(self, name: str, command: list[str], env: dict, port: int) -> None:
+        self.name, self.base_url = name, f"http://127.0.0.1:{port}"
+        self.log = (OUT / f"{name}.log").open("w")
+        self.process = subprocess.Popen(command, cwd=PROJECT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(f"{self.base_url}/api/nobody/tasks", timeout=1)
+            except urllib.error.HTTPError:
+                break  # an answer (401) means it is up
+            except OSError:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"{name} exited: see {self.log.name}") from None
+                time.sleep(0.1)
         else:
-            return
-    raise RuntimeError(f"{url} did not come up")
+            raise RuntimeError(f"{name} did not come up: see {self.log.name}")
+
+    def processes(self) -> list[psutil.Process]:
+        process = psutil.Process(self.process.pid)
+        return [process, *process.children(recursive=True)]
+
+    def cpu_seconds(self) -> float:
+        return sum(sum(process.cpu_times()[:2]) for process in self.processes())
+
+    def rss_mb(self) -> float:
+        return sum(process.memory_info().rss for process in self.processes()) / 2**20
+
+    def peak_rss_mb(self) -> float:
+        peak = 0
+        for process in self.processes():
+            status = Path(f"/proc/{process.pid}/status").read_text()
+            peak += next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM"))
+        return peak / 1024
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+        self.log.close()
+
+
+def start_servers(env: dict) -> dict[str, Server]:
+    servers = {}
+    uvicorn = [sys.executable, "-m", "uvicorn", "--loop", "asyncio", "--http", "httptools", "--no-access-log"]
+    for name in IMPLEMENTATIONS:
+        port = free_port()
+        if name == "tasks-api":
+            command = [sys.executable, "cli.py", "serve", "--port", str(port)]
+        else:
+            module = {"floor": "bench.floor:app", "fastapi-sqlmodel": "bench.fastapi_sqlmodel:app"}[name]
+            command = [*uvicorn, "--port", str(port), "--log-level", "warning", module]
+        servers[name] = Server(name, command, env, port)
+    return servers
+
+
+def follow_pages(base_url: str, user: str, token: str, pages: int) -> str:
+    """The cursor `pages` pages of 50 into a user's list, as this implementation makes it."""
+    cursor = ""
+    for _ in range(pages):
+        query = f"?cursor={cursor}" if cursor else ""
+        headers = {"Authorization": f"Bearer {token}"}
+        with urllib.request.urlopen(
+            urllib.request.Request(f"{base_url}/api/{user}/tasks{query}", headers=headers)
+        ) as answer:
+            cursor = json.load(answer)["next_cursor"]
+    return cursor
+
+
+def measure(server: Server, case: Case, requests: list, seeded: Seeded, seconds: int, script: Path) -> dict:
+    cpu_before = server.cpu_seconds()
+    result = wrk(server.base_url, requests, seeded.tokens, case, seconds, script)
+    result["cpu_ms_per_request"] = (server.cpu_seconds() - cpu_before) * 1000 / max(result["requests"], 1)
+    result["peak_rss_mb"] = server.peak_rss_mb()
+    return result
+
+
+def soak(server: Server, seeded: Seeded, seconds: int, script: Path) -> dict:
+    """RSS of the API every 5 s under mixed load at 10 connections."""
+    case = Case("mixed 80/20 over 100 users")
+    requests = requests_for(case, seeded, server.name, [])
+    samples = [server.rss_mb()]
+    with concurrent_sampler(server, samples):
+        result = wrk(server.base_url, requests, seeded.tokens, case, seconds, script)
+    samples.append(server.rss_mb())
+    return {"seconds": seconds, "rss_mb": samples, "requests": result["requests"], "errors": result["errors"]}
+
+
+@contextlib.contextmanager
+def concurrent_sampler(server: Server, samples: list):
+    import threading
+
+    stop = threading.Event()
+
+    def sample():
+        while not stop.wait(5):
+            samples.append(server.rss_mb())
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def median_of(rounds: list[dict]) -> dict:
+    return {key: statistics.median(r[key] for r in rounds) for key in rounds[0]}
+
+
+def summarise(raw: dict) -> list[dict]:
+    rows = []
+    for case in CASES:
+        if case.name not in raw:
+            continue
+        row = {"case": case.name, "connections": case.connections}
+        for name in IMPLEMENTATIONS:
+            row[name] = median_of(raw[case.name][name])
+        api, floor, fastapi = row["tasks-api"], row["floor"], row["fastapi-sqlmodel"]
+        row["vs_floor"] = api["requests_per_second"] / floor["requests_per_second"]
+        row["vs_fastapi"] = api["requests_per_second"] / fastapi["requests_per_second"]
+        row["p99_vs_floor"] = api["p99_ms"] / max(floor["p99_ms"], 0.001)
+        row["cpu_vs_floor"] = api["cpu_ms_per_request"] / max(floor["cpu_ms_per_request"], 1e-6)
+        rows.append(row)
+    return rows
+
+
+def markdown(rows: list[dict], soaked: dict | None, in_process: list[float] | None, args) -> str:
+    lines = [
+        f"Medians of {args.rounds} rounds of {args.seconds} s per case, wrk, one worker each, "
+        f"pool {POOL_SIZE}. req/s, p99 ms and server CPU ms per request for the API, the floor "
+        "and FastAPI + SQLModel; the API's throughput as a multiple of each (targets: >= 0.45x the "
+        "floor, >= 3x FastAPI + SQLModel).",
+        "",
+        "| case | conns | API req/s | floor | FastAPI | vs floor | vs FastAPI | API p50 / p99 ms "
+        "| floor p99 | FastAPI p99 | API CPU ms/req | floor | FastAPI | errors (API/floor/FastAPI) | API peak RSS MB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        api, floor, fastapi = row["tasks-api"], row["floor"], row["fastapi-sqlmodel"]
+        lines.append(
+            f"| {row['case']} | {row['connections']} | {api['requests_per_second']:,.0f} | "
+            f"{floor['requests_per_second']:,.0f} | {fastapi['requests_per_second']:,.0f} | "
+            f"{row['vs_floor']:.2f}x | {row['vs_fastapi']:.2f}x | {api['p50_ms']:.1f} / {api['p99_ms']:.1f} | "
+            f"{floor['p99_ms']:.1f} | {fastapi['p99_ms']:.1f} | {api['cpu_ms_per_request']:.2f} | "
+            f"{floor['cpu_ms_per_request']:.2f} | {fastapi['cpu_ms_per_request']:.2f} | "
+            f"{api['errors']:.0f}/{floor['errors']:.0f}/{fastapi['errors']:.0f} | {api['peak_rss_mb']:.0f} |"
+        )
+    if soaked:
+        rss = soaked["rss_mb"]
+        lines += [
+            "",
+            f"RSS of the API over a {soaked['seconds']} s mixed load ({soaked['requests']:,} requests, "
+            f"{soaked['errors']} errors), every 5 s: " + ", ".join(f"{mb:.1f}" for mb in rss) + " MB "
+            f"(first to last: {rss[-1] - rss[0]:+.1f} MB).",
+        ]
+    if in_process:
+        lines += [
+            "",
+            f"In-process CPU per list request (bench/cost.py, 20 tasks, best of {len(in_process)} rounds): "
+            f"{min(in_process):.0f} us.",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def charts(rows: list[dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [row["case"] for row in rows]
+    width = 0.27
+    figure, axes = plt.subplots(figsize=(12, 0.5 * len(rows) + 2))
+    for offset, name in enumerate(IMPLEMENTATIONS):
+        values = [row[name]["requests_per_second"] for row in rows]
+        axes.barh([i + (offset - 1) * width for i in range(len(rows))], values, width, label=name)
+    axes.set_yticks(range(len(rows)), labels)
+    axes.invert_yaxis()
+    axes.set_xlabel("requests/s (median), one worker")
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(OUT / "throughput.png", dpi=110)
+
+    by_case = {row["case"]: row for row in rows}
+    sizes = [size for size in LIST_SIZES if f"list {size:,} tasks, first page" in by_case]
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    for name in IMPLEMENTATIONS:
+        for percentile, style in (("p50_ms", "-o"), ("p99_ms", "--x")):
+            values = [by_case[f"list {size:,} tasks, first page"][name][percentile] for size in sizes]
+            axes.plot(sizes, values, style, label=f"{name} {percentile[:3]}")
+    axes.set_xscale("log")
+    axes.set_xlabel("tasks of the user (first page of 50, default sort)")
+    axes.set_ylabel("latency ms at 10 connections")
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(OUT / "list_latency.png", dpi=110)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--workers", type=int, default=1, help="worker processes of the API")
-    parser.add_argument("--pool-size", type=int, help="DB_POOL_SIZE of each worker")
-    parser.add_argument("--max-overflow", type=int, help="DB_MAX_OVERFLOW of each worker")
+    parser.add_argument("--seconds", type=int, default=3, help="measured seconds per case and implementation")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--soak-seconds", type=int, default=60, help="0 to skip")
+    parser.add_argument("--only", nargs="*", help="cases whose name starts with one of these")
     args = parser.parse_args()
-    seconds = args.seconds
-    pool = {"DB_POOL_SIZE": args.pool_size, "DB_MAX_OVERFLOW": args.max_overflow}
-    settings = {name: str(value) for name, value in pool.items() if value is not None}
-    out = PROJECT / "build" / "bench"
-    out.mkdir(parents=True, exist_ok=True)
-    script = Path(tempfile.mkstemp(suffix=".lua")[1])
-    script.write_text(WRK_LUA)
-
-    with live_service(validate_responses=False, RATE_LIMIT="off", WEB_CONCURRENCY=str(args.workers), **settings) as api:
-        seed(api.env["DATABASE_URL"])
-        token = TokenVerifier(Settings.from_env(database_url="x", jwt_secret=api.env["BETTER_AUTH_SECRET"])).mint(USER)
-        port = free_port()
-        reference = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "bench.reference_app:app", "--port", str(port), "--log-level", "warning"],
-            cwd=PROJECT,
-            env=api.env,
-        )
+    OUT.mkdir(parents=True, exist_ok=True)
+    script = OUT / "cases.lua"
+    script.write_text(LUA)
+    cases = [c for c in CASES if not args.only or any(c.name.startswith(prefix) for prefix in args.only)]
+    secret = "bench-" + os.urandom(24).hex()
+    verifier = TokenVerifier(Settings.from_env({}, database_url="unused", jwt_secret=secret))
+    raw: dict = {}
+    with throwaway_database() as database:
+        dsn = asyncpg_url(database.url).replace("postgresql+asyncpg", "postgresql")
+        seeded = asyncio.run(seed(dsn, verifier))
+        env = {
+            **os.environ,
+            "DATABASE_URL": database.url,
+            "BETTER_AUTH_SECRET": secret,
+            "VALIDATE_RESPONSES": "false",
+            "RATE_LIMIT": "1000000000/minute",  # counted on every request, never reached
+            "DB_POOL_SIZE": str(POOL_SIZE),
+        }
+        servers = start_servers(env)
         try:
-            reference_url = f"http://127.0.0.1:{port}"
-            wait_until_serving(f"{reference_url}/api/{USER}/tasks")
-            servers = {"tasks-api": (api.base_url, api.pid), "reference": (reference_url, reference.pid)}
-            results = []
-            for name, path, connections, think_ms in SCENARIOS:
-                row = {"scenario": name}
-                for server, (base_url, pid) in servers.items():
-                    url = base_url + path.format(user=USER)
-                    process = psutil.Process(pid)
-                    every = [process, *process.children(recursive=True)]  # the workers, if several
-                    cpu_before = server_cpu_seconds(every)
-                    measured = wrk(url, token, connections, seconds, script, think_ms)
-                    # The stable figure on a shared machine: the server's own CPU per request.
-                    spent = server_cpu_seconds(every) - cpu_before
-                    measured["cpu_ms_per_request"] = spent * 1000 / max(measured["requests"], 1)
-                    measured["rss_mb"] = sum(p.memory_info().rss for p in every) / 2**20
-                    row[server] = measured
-                row["ratio"] = {
-                    key: row["tasks-api"][key] / row["reference"][key]
-                    for key in ("requests_per_second", "p95_ms", "rss_mb", "cpu_ms_per_request")
-                }
-                results.append(row)
+            for name, server in servers.items():
+                user = list_user(10_000)
+                seeded.deep_cursor[name] = follow_pages(server.base_url, user, seeded.tokens[user], 100)
+            order = list(IMPLEMENTATIONS)
+            for round_number in range(args.rounds):
+                print(f"round {round_number + 1} of {args.rounds}", flush=True)
+                for case in cases:
+                    targets_needed = 12_000 * args.seconds  # plenty: each wrk thread cycles through its half
+                    for name in order:
+                        server = servers[name]
+                        targets = asyncio.run(deletable(dsn, targets_needed)) if case.consumes else []
+                        requests = requests_for(case, seeded, name, targets)
+                        if round_number == 0 and not case.consumes:
+                            wrk(server.base_url, requests, seeded.tokens, case, 1, script)  # warm-up
+                        result = measure(server, case, requests, seeded, args.seconds, script)
+                        raw.setdefault(case.name, {}).setdefault(name, []).append(result)
+                        print(
+                            f"  {case.name:58} {name:17} {result['requests_per_second']:8.0f} req/s "
+                            f"p99 {result['p99_ms']:7.1f} ms  errors {result['errors']}",
+                            flush=True,
+                        )
+                order = order[1:] + order[:1]
+            soaked = soak(servers["tasks-api"], seeded, args.soak_seconds, script) if args.soak_seconds else None
         finally:
-            reference.terminate()
-            reference.wait()
+            for server in servers.values():
+                server.stop()
+        print("in-process cost of a list request", flush=True)
+        asyncio.run(cost.seed(database.url))
+        in_process = asyncio.run(cost.measure(database.url, 500, 5))
 
-    (out / "results.json").write_text(json.dumps(results, indent=2))
-    header = f"{'scenario':42} {'req/s':>8} {'ref':>8} {'ratio':>6} {'p95 ms':>7} {'ref':>6} {'ratio':>6}"
-    print(f"{header} {'RSS MB':>7} {'ref':>6} {'CPU ms/req':>10} {'ref':>6} {'ratio':>6}")
-    for row in results:
-        api_row, ref_row, ratio = row["tasks-api"], row["reference"], row["ratio"]
-        print(
-            f"{row['scenario']:42} {api_row['requests_per_second']:8.0f} {ref_row['requests_per_second']:8.0f} "
-            f"{ratio['requests_per_second']:6.2f} {api_row['p95_ms']:7.1f} {ref_row['p95_ms']:6.1f} "
-            f"{ratio['p95_ms']:6.2f} {api_row['rss_mb']:7.0f} {ref_row['rss_mb']:6.0f} "
-            f"{api_row['cpu_ms_per_request']:10.2f} {ref_row['cpu_ms_per_request']:6.2f} "
-            f"{ratio['cpu_ms_per_request']:6.2f}"
-        )
-        if api_row["errors"] or ref_row["errors"]:
-            print(f"  errors: tasks-api {api_row['errors']}, reference {ref_row['errors']}")
+    rows = summarise(raw)
+    report = markdown(rows, soaked, in_process, args)
+    (OUT / "results.json").write_text(
+        json.dumps({"summary": rows, "rounds": raw, "soak": soaked, "in_process_us": in_process}, indent=2)
+    )
+    (OUT / "results.md").write_text(report)
+    charts(rows)
+    print()
+    print(report)
+    print(f"written: {OUT}/results.md, results.json, throughput.png, list_latency.png")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ sort), compiled once for asyncpg, and each request only fills in the values and 
 of the engine's pooled connections, through asyncpg's own prepared-statement cache.
 """
 
+import asyncio
 import contextlib
 import typing as t
 from collections.abc import AsyncIterator
@@ -14,6 +15,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as AsyncpgDialect
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import greenlet_spawn
 
@@ -45,10 +47,43 @@ def _statement_error(exc: BaseException) -> bool:
     return isinstance(exc, asyncpg.PostgresError) and not sqlstate.startswith(("08", "57"))
 
 
+class Turns:
+    """First come, first served for the pool's connections. The pool's own queue lets a request
+    that just arrived take a connection another has been waiting for, again and again: at 100
+    connections on a pool of 10, some requests waited seconds (p99 1,047 ms against a p50 of
+    30 ms). asyncio's Semaphore hands out its permits in arrival order."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        pool = engine.sync_engine.pool  # its size, overflow and checkout timeout, as configured
+        self.semaphore = asyncio.Semaphore(pool.size() + max(pool._max_overflow, 0))
+        self.timeout = pool._timeout
+
+    @contextlib.asynccontextmanager
+    async def turn(self) -> AsyncIterator[None]:
+        """Waits its turn as long as the pool would wait for a connection, then gives up as it would."""
+        try:
+            async with asyncio.timeout(self.timeout):
+                await self.semaphore.acquire()
+        except TimeoutError:
+            raise PoolTimeout(f"no connection free within {self.timeout} s, waiting in turn") from None
+        try:
+            yield
+        finally:
+            self.semaphore.release()
+
+
 @contextlib.asynccontextmanager
-async def driver_connection(engine: AsyncEngine, *, in_transaction: bool) -> AsyncIterator[asyncpg.Connection]:
-    """One of the engine's pooled connections as asyncpg's own. `in_transaction` for a pooler
-    in transaction mode, where asyncpg's prepare and execute must be one transaction."""
+async def driver_connection(
+    engine: AsyncEngine, turns: Turns, *, in_transaction: bool
+) -> AsyncIterator[asyncpg.Connection]:
+    """One of the engine's pooled connections as asyncpg's own, in turn. `in_transaction` for a
+    pooler in transaction mode, where asyncpg's prepare and execute must be one transaction."""
+    async with turns.turn(), _pooled(engine, in_transaction=in_transaction) as connection:
+        yield connection
+
+
+@contextlib.asynccontextmanager
+async def _pooled(engine: AsyncEngine, *, in_transaction: bool) -> AsyncIterator[asyncpg.Connection]:
     pooled = await engine.raw_connection()  # the pool's checkout, its events and timeout
     try:
         connection = t.cast(asyncpg.Connection, pooled.driver_connection)

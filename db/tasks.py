@@ -18,7 +18,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, TIMESTAMP, UUID
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db import idempotency
-from db.compiled import Compiled, driver_connection
+from db.compiled import Compiled, Turns, driver_connection
 from db.tables import NO_DUE_DATE_LAST, PRIORITIES, priority_type, tasks
 from service.errors import InvalidCursor, PreconditionFailed, TaskNotFound
 
@@ -221,9 +221,10 @@ class TaskStore:
         self.engine = engine
         self.idempotency_key_seconds = idempotency_key_seconds
         self.in_transactions = in_transactions
+        self.turns = Turns(engine)
 
     async def _fetch(self, statement: Compiled, values: dict) -> list:
-        async with driver_connection(self.engine, in_transaction=self.in_transactions) as connection:
+        async with driver_connection(self.engine, self.turns, in_transaction=self.in_transactions) as connection:
             return await connection.fetch(statement.sql, *statement.arguments(values))
 
     async def _one(self, statement: Compiled, values: dict) -> dict | None:

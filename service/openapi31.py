@@ -16,7 +16,8 @@ behaviour below so that an upgrade which breaks one fails loudly.
 - Media types are matched case-insensitively (``APPLICATION/JSON`` is JSON, not raw bytes).
 - Work Connexion redoes on every request is done once per operation: the handler's decorators
   and URI parser (``AsyncOperation.fn`` builds them per call), and the ``inspect.signature``
-  of the handler and of the security function (several per request).
+  of the handler and of the security function (several per request); a request that is not
+  a form is not parsed as one for its files.
 - Validation is linear in the size of the request: ``uniqueItems`` compares canonical forms
   in a set (jsonschema's fallback is quadratic), bodies nest at most ``max_json_depth``
   levels, at most ``MAX_LISTED_VIOLATIONS`` violations are collected, and a message quotes
@@ -41,6 +42,7 @@ from connexion.decorators import parameter as connexion_parameters
 from connexion.decorators.main import StarletteDecorator
 from connexion.decorators.response import BaseResponseDecorator
 from connexion.exceptions import InvalidSpecification, NonConformingResponseBody
+from connexion.http_facts import FORM_CONTENT_TYPES
 from connexion.lifecycle import ConnexionRequest
 from connexion.spec import OpenAPISpecification
 from connexion.uri_parsing import OpenAPIURIParser
@@ -353,6 +355,16 @@ def _operation_fn(self: AsyncOperation) -> t.Callable:
     return OperationDecorator(pythonic_params=self.pythonic_params, jsonifier=self.jsonifier)(self._fn)
 
 
+_connexion_files = ConnexionRequest.files
+
+
+async def _files(self: ConnexionRequest) -> dict:
+    """Only a form carries files: every other request skips Connexion's form parsing."""
+    if self.mimetype not in FORM_CONTENT_TYPES:
+        return {}
+    return await _connexion_files(self)
+
+
 _inspect_function_arguments = functools.lru_cache(maxsize=256)(connexion_utils.inspect_function_arguments)
 """By function: its signature does not change, and Connexion asks several times per request."""
 
@@ -411,6 +423,7 @@ def install(*, max_json_depth: int = RequestBodyValidator.max_depth) -> None:
     connexion_parameters._get_val_from_param = _get_val_from_param
     BaseResponseDecorator._infer_content_type = staticmethod(_infer_content_type)
     AsyncOperation.fn = _operation_fn
+    ConnexionRequest.files = _files
     _operation_fn.__set_name__(AsyncOperation, "fn")
     connexion_parameters.inspect_function_arguments = _inspect_function_arguments
     connexion_security.inspect_function_arguments = _inspect_function_arguments

@@ -184,9 +184,10 @@ def serve(app, settings: Settings, host: str, port: int, *, workers: int = 1) ->
     """Runs `app` under uvicorn with the bounded protocol, on the asyncio loop; with several
     workers `app` is the import string of a factory each worker process calls."""
     protocol = functools.partial(BoundedHttpToolsProtocol, limits=ServerLimits.from_settings(settings))
-    # The asyncio loop, not uvloop: uvloop serves ~10% more requests, but under 100 saturating
-    # connections it starves some of them (Connexion /health p99 660 ms against 40 ms; list
-    # requests past wrk's 2 s timeout). Measured with bench/ on 2026-11-22.
+    # The asyncio loop, not uvloop: uvloop serves more at 10 connections (GET 2,191 req/s against
+    # 1,879), but under 100 saturating connections it starves some of them (mixed load p99 567 ms
+    # against 101 ms, 1,339 req/s against 1,466). Measured with bench/ on 2026-11-24, after the
+    # GC and pool fairness fixes.
     options = {
         "factory": isinstance(app, str),
         "workers": workers,

@@ -36,8 +36,8 @@ class Settings:
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
     jwt_leeway_seconds: int = 30
-    db_pool_size: int = 5
-    db_max_overflow: int = 10
+    db_pool_size: int = 10
+    db_max_overflow: int = 0
     db_pool_recycle_seconds: int = 300
     db_pool_pre_ping: bool = True
     db_pgbouncer: bool = False
@@ -98,8 +98,8 @@ class Settings:
                 jwt_issuer=get("JWT_ISSUER") or None,
                 jwt_audience=get("JWT_AUDIENCE") or None,
                 jwt_leeway_seconds=int(get("JWT_LEEWAY_SECONDS", "30")),
-                db_pool_size=int(get("DB_POOL_SIZE", "5")),
-                db_max_overflow=int(get("DB_MAX_OVERFLOW", "10")),
+                db_pool_size=int(get("DB_POOL_SIZE", "10")),
+                db_max_overflow=int(get("DB_MAX_OVERFLOW", "0")),
                 db_pool_recycle_seconds=int(get("DB_POOL_RECYCLE_SECONDS", "300")),
                 db_pool_pre_ping=_flag(get("DB_POOL_PRE_PING", "true")),
                 db_pgbouncer=_flag(get("DB_PGBOUNCER", "false")),
