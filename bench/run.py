@@ -1,10 +1,11 @@
 """The benchmark: the Tasks API against the floor and FastAPI + SQLModel, in the same run.
 
     python -m bench.run [--seconds 3] [--rounds 3] [--soak-seconds 60] [--only CASE ...]
+                        [--workers 1] [--pool-size 10]
 
 Starts a throwaway PostgreSQL, migrates and seeds it (users with 20 to 10,000 tasks, tags, due
-dates, completed ones; 100 users for reads and writes), then serves it three ways, one worker
-each, on the same loop (asyncio) and HTTP parser (httptools) and the same pool size:
+dates, completed ones; 100 users for reads and writes), then serves it three ways, one process
+each (`--workers` for the API), on the same loop (asyncio), HTTP parser (httptools) and pool size:
 
 - `tasks-api`: `cli.py serve` with production settings (response validation off, rate limits
   on but set out of reach, access log on, written to a file);
@@ -46,7 +47,6 @@ from tests.live_server import free_port, throwaway_database
 
 OUT = PROJECT / "build" / "bench"
 IMPLEMENTATIONS = ("tasks-api", "floor", "fastapi-sqlmodel")
-POOL_SIZE = 10  # each implementation's connections: the API's default
 LIST_SIZES = (20, 100, 1_000, 10_000)
 PEOPLE = 100  # users with 50 tasks each, for reads and writes spread over many users
 LUA = """
@@ -67,7 +67,7 @@ function init(args)
 end
 function request() next = next % #requests + 1; return requests[next] end
 local think = tonumber(os.getenv("THINK_MS") or "0")
-function delay() return think end
+function delay() return think * (0.5 + math.random()) end  -- mean `think`, never in step
 function done(summary, latency, requests)
   io.write(string.format("RESULT %d %d %d %d %d %d %d\\n", summary.requests, summary.duration,
     latency:percentile(50), latency:percentile(95), latency:percentile(99), summary.errors.status,
@@ -161,9 +161,9 @@ def requests_for(case: Case, seeded: Seeded, implementation: str, targets: list)
         }
 
     kind = case.name.split(" ")[0].rstrip(",")
-    if kind == "list":  # "list N tasks ..."
+    if kind == "list":  # "list N tasks ...": the contract's defaults, but pages of 20 whatever N
         user = list_user(int(case.name.split(" ")[1].replace(",", "")))
-        return [("GET", f"/api/{user}/tasks", user, "")]
+        return [("GET", f"/api/{user}/tasks?limit=20", user, "")]
     if kind == "filtered":
         user = list_user(10_000)
         query = "status=pending&priority=high&sort=due_date&order=asc&limit=20"
@@ -183,7 +183,7 @@ def requests_for(case: Case, seeded: Seeded, implementation: str, targets: list)
 
 
 CASES = [
-    *(Case(f"list {size:,} tasks, first page") for size in LIST_SIZES),
+    *(Case(f"list {size:,} tasks, first page of 20") for size in LIST_SIZES),
     Case("filtered + sorted (pending, high, by due date), 10,000 tasks"),
     Case("deep page by cursor (row 5,000 of 10,000)"),
     Case("get one task"),
@@ -192,7 +192,7 @@ CASES = [
     Case("complete / reopen a task"),
     Case("delete a task", consumes=True),
     Case("mixed 80/20 over 100 users"),
-    Case("list 20 tasks, first page, 100 connections", connections=100),
+    Case("list 20 tasks, first page of 20, 100 connections", connections=100),
     Case("mixed 80/20 over 100 users, 100 connections", connections=100),
     Case("mixed, 100 users thinking 0.5 s", connections=100, think_ms=500),
 ]
@@ -263,13 +263,13 @@ class Server:
         self.log.close()
 
 
-def start_servers(env: dict) -> dict[str, Server]:
+def start_servers(env: dict, api_workers: int) -> dict[str, Server]:
     servers = {}
     uvicorn = [sys.executable, "-m", "uvicorn", "--loop", "asyncio", "--http", "httptools", "--no-access-log"]
     for name in IMPLEMENTATIONS:
         port = free_port()
         if name == "tasks-api":
-            command = [sys.executable, "cli.py", "serve", "--port", str(port)]
+            command = [sys.executable, "cli.py", "serve", "--port", str(port), "--workers", str(api_workers)]
         else:
             module = {"floor": "bench.floor:app", "fastapi-sqlmodel": "bench.fastapi_sqlmodel:app"}[name]
             command = [*uvicorn, "--port", str(port), "--log-level", "warning", module]
@@ -351,10 +351,10 @@ def summarise(raw: dict) -> list[dict]:
 
 def markdown(rows: list[dict], soaked: dict | None, in_process: list[float] | None, args) -> str:
     lines = [
-        f"Medians of {args.rounds} rounds of {args.seconds} s per case, wrk, one worker each, "
-        f"pool {POOL_SIZE}. req/s, p99 ms and server CPU ms per request for the API, the floor "
-        "and FastAPI + SQLModel; the API's throughput as a multiple of each (targets: >= 0.45x the "
-        "floor, >= 3x FastAPI + SQLModel).",
+        f"Medians of {args.rounds} rounds of {args.seconds} s per case, wrk; API workers: {args.workers}, "
+        f"the references one process each; pool {args.pool_size} per process. Throughput, p99 and "
+        "server CPU per request of the API, the floor and FastAPI + SQLModel; the API's throughput "
+        "as a multiple of each (targets: >= 0.45x the floor, >= 3x FastAPI + SQLModel).",
         "",
         "| case | conns | API req/s | floor | FastAPI | vs floor | vs FastAPI | API p50 / p99 ms "
         "| floor p99 | FastAPI p99 | API CPU ms/req | floor | FastAPI | errors (API/floor/FastAPI) | API peak RSS MB |",
@@ -369,6 +369,30 @@ def markdown(rows: list[dict], soaked: dict | None, in_process: list[float] | No
             f"{floor['p99_ms']:.1f} | {fastapi['p99_ms']:.1f} | {api['cpu_ms_per_request']:.2f} | "
             f"{floor['cpu_ms_per_request']:.2f} | {fastapi['cpu_ms_per_request']:.2f} | "
             f"{api['errors']:.0f}/{floor['errors']:.0f}/{fastapi['errors']:.0f} | {api['peak_rss_mb']:.0f} |"
+        )
+    flat_out = [row for row in rows if not row["case"].startswith("mixed, 100 users thinking")]  # clients set its rate
+    below_floor = [f"{row['case']} ({row['vs_floor']:.2f}x)" for row in flat_out if row["vs_floor"] < 0.45]
+    below_fastapi = [f"{row['case']} ({row['vs_fastapi']:.2f}x)" for row in flat_out if row["vs_fastapi"] < 3]
+    lines += [
+        "",
+        f"Targets, flat-out cases: >= 0.45x the floor: {len(flat_out) - len(below_floor)} of {len(flat_out)}"
+        + (f"; below: {', '.join(below_floor)}" if below_floor else ""),
+        f">= 3x FastAPI + SQLModel: {len(flat_out) - len(below_fastapi)} of {len(flat_out)}"
+        + (f"; below: {', '.join(below_fastapi)}" if below_fastapi else ""),
+    ]
+    many = [row for row in rows if row["connections"] == 100 and row in flat_out]
+    if many:
+        lines.append(
+            "p99 at 100 connections, API / floor (target <= 2.5x): "
+            + ", ".join(f"{row['case']} {row['p99_vs_floor']:.2f}x" for row in many)
+        )
+    by_case = {row["case"]: row for row in rows}
+    small, large = by_case.get("list 20 tasks, first page of 20"), by_case.get("list 10,000 tasks, first page of 20")
+    if small and large:
+        lines.append(
+            "First page of a 10,000-task user against a 20-task user's (target within 10%): p50 "
+            f"{large['tasks-api']['p50_ms']:.2f} / {small['tasks-api']['p50_ms']:.2f} ms, requests/s "
+            f"{large['tasks-api']['requests_per_second']:,.0f} / {small['tasks-api']['requests_per_second']:,.0f}."
         )
     if soaked:
         rss = soaked["rss_mb"]
@@ -407,14 +431,14 @@ def charts(rows: list[dict]) -> None:
     figure.savefig(OUT / "throughput.png", dpi=110)
 
     by_case = {row["case"]: row for row in rows}
-    sizes = [size for size in LIST_SIZES if f"list {size:,} tasks, first page" in by_case]
+    sizes = [size for size in LIST_SIZES if f"list {size:,} tasks, first page of 20" in by_case]
     figure, axes = plt.subplots(figsize=(7, 4.5))
-    for name in IMPLEMENTATIONS:
+    for name, color in zip(IMPLEMENTATIONS, ("tab:blue", "tab:orange", "tab:green"), strict=True):
         for percentile, style in (("p50_ms", "-o"), ("p99_ms", "--x")):
-            values = [by_case[f"list {size:,} tasks, first page"][name][percentile] for size in sizes]
-            axes.plot(sizes, values, style, label=f"{name} {percentile[:3]}")
+            values = [by_case[f"list {size:,} tasks, first page of 20"][name][percentile] for size in sizes]
+            axes.plot(sizes, values, style, color=color, label=f"{name} {percentile[:3]}")
     axes.set_xscale("log")
-    axes.set_xlabel("tasks of the user (first page of 50, default sort)")
+    axes.set_xlabel("tasks of the user (first page of 20, default sort)")
     axes.set_ylabel("latency ms at 10 connections")
     axes.legend(fontsize=8)
     figure.tight_layout()
@@ -427,6 +451,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--soak-seconds", type=int, default=60, help="0 to skip")
     parser.add_argument("--only", nargs="*", help="cases whose name starts with one of these")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes of the API (the others: 1)")
+    parser.add_argument("--pool-size", type=int, default=10, help="connections of each process (the default)")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     script = OUT / "cases.lua"
@@ -444,9 +470,9 @@ def main() -> None:
             "BETTER_AUTH_SECRET": secret,
             "VALIDATE_RESPONSES": "false",
             "RATE_LIMIT": "1000000000/minute",  # counted on every request, never reached
-            "DB_POOL_SIZE": str(POOL_SIZE),
+            "DB_POOL_SIZE": str(args.pool_size),
         }
-        servers = start_servers(env)
+        servers = start_servers(env, args.workers)
         try:
             for name, server in servers.items():
                 user = list_user(10_000)
@@ -455,7 +481,7 @@ def main() -> None:
             for round_number in range(args.rounds):
                 print(f"round {round_number + 1} of {args.rounds}", flush=True)
                 for case in cases:
-                    targets_needed = 12_000 * args.seconds  # plenty: each wrk thread cycles through its half
+                    targets_needed = 8_000 * args.seconds  # plenty: each wrk thread cycles through its half
                     for name in order:
                         server = servers[name]
                         targets = asyncio.run(deletable(dsn, targets_needed)) if case.consumes else []

@@ -61,11 +61,14 @@ class Turns:
     @contextlib.asynccontextmanager
     async def turn(self) -> AsyncIterator[None]:
         """Waits its turn as long as the pool would wait for a connection, then gives up as it would."""
-        try:
-            async with asyncio.timeout(self.timeout):
-                await self.semaphore.acquire()
-        except TimeoutError:
-            raise PoolTimeout(f"no connection free within {self.timeout} s, waiting in turn") from None
+        if self.semaphore.locked():  # others are waiting or every connection is out: queue up
+            try:
+                async with asyncio.timeout(self.timeout):
+                    await self.semaphore.acquire()
+            except TimeoutError:
+                raise PoolTimeout(f"no connection free within {self.timeout} s, waiting in turn") from None
+        else:
+            await self.semaphore.acquire()  # at once: no timer to set up
         try:
             yield
         finally:

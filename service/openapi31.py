@@ -17,21 +17,23 @@ behaviour below so that an upgrade which breaks one fails loudly.
 - Work Connexion redoes on every request is done once per operation: the handler's decorators
   and URI parser (``AsyncOperation.fn`` builds them per call), and the ``inspect.signature``
   of the handler and of the security function (several per request); a request that is not
-  a form is not parsed as one for its files.
+  a form is not parsed as one for its files; handler arguments are gathered from parameter
+  definitions and defaults looked up once per operation, and parameter names are sanitised once.
 - Validation is linear in the size of the request: ``uniqueItems`` compares canonical forms
   in a set (jsonschema's fallback is quadratic), bodies nest at most ``max_json_depth``
   levels, at most ``MAX_LISTED_VIOLATIONS`` violations are collected, and a message quotes
   at most a short prefix of the offending value.
 """
 
+import copy
 import functools
 import itertools
-import json
 import re
 import reprlib
 import typing as t
 from pathlib import Path
 
+import orjson
 import yaml
 from connexion import security as connexion_security
 from connexion import utils as connexion_utils
@@ -194,10 +196,6 @@ def _depth_exceeds(value: t.Any, limit: int) -> bool:
     return False
 
 
-def _no_constant(name: str) -> t.NoReturn:
-    raise ValueError(f"{name} is not JSON")
-
-
 NO_BODY = object()
 """An empty body, unlike the JSON document `null`, which is validated like any other."""
 
@@ -212,14 +210,18 @@ class RequestBodyValidator(JSONRequestBodyValidator):
         if not raw:
             return NO_BODY
         try:
-            body = json.loads(raw.decode(self._encoding), parse_constant=_no_constant)
-            json.dumps(body, ensure_ascii=False).encode("utf-8")  # lone surrogates
+            if self._encoding.lower() not in {"utf-8", "utf8"}:
+                raw = raw.decode(self._encoding).encode("utf-8")
+            body = orjson.loads(raw)  # strict: no NaN, no invalid UTF-8, no lone surrogates
         except (UnicodeError, LookupError):
             raise MalformedBody("The body is not valid UTF-8 text.") from None
-        except RecursionError:
-            raise MalformedBody(f"The body nests deeper than {self.max_depth} levels.") from None
-        except ValueError as error:
-            raise MalformedBody(f"The body is not valid JSON: {error}") from None
+        except orjson.JSONDecodeError as error:
+            reason = str(error)
+            if "UTF-8" in reason or "surrogate" in reason:
+                raise MalformedBody("The body is not valid UTF-8 text.") from None
+            if reason.startswith("depth limit"):
+                raise MalformedBody(f"The body nests deeper than {self.max_depth} levels.") from None
+            raise MalformedBody(f"The body is not valid JSON: {reason}") from None
         if _depth_exceeds(body, self.max_depth):
             raise MalformedBody(f"The body nests deeper than {self.max_depth} levels.")
         return body
@@ -282,8 +284,24 @@ class URIParser(OpenAPIURIParser):
     """Coerces parameters whose schema has a type array by its first non-null type."""
 
     def __init__(self, param_defns: list[dict], body_defn: dict) -> None:
-        coercible = [{**defn, "schema": _single_type(defn.get("schema", {}))} for defn in param_defns]
-        super().__init__(coercible, body_defn)
+        super().__init__(_coercible(param_defns), body_defn)
+
+
+_coercible_by_list: dict[int, tuple[list, list]] = {}
+
+
+def _coercible(param_defns: list[dict]) -> list[dict]:
+    """The definitions with one type each, made once per operation's list (Connexion builds a
+    parser, twice, on every request)."""
+    cached = _coercible_by_list.get(id(param_defns))
+    if cached is None or cached[0] is not param_defns:
+        if len(_coercible_by_list) >= 1024:  # lists made per call would otherwise pile up
+            _coercible_by_list.clear()
+        cached = _coercible_by_list[id(param_defns)] = (
+            param_defns,
+            [{**defn, "schema": _single_type(defn.get("schema", {}))} for defn in param_defns],
+        )
+    return cached[1]
 
 
 _connexion_get_val_from_param = connexion_parameters._get_val_from_param
@@ -365,6 +383,51 @@ async def _files(self: ConnexionRequest) -> dict:
     return await _connexion_files(self)
 
 
+@functools.lru_cache(maxsize=256)
+def _argument_plan(operation) -> tuple[dict, dict, dict]:
+    """An operation's path and query parameters by name, and the query defaults."""
+    path = {param["name"]: param for param in operation.parameters if param["in"] == "path"}
+    query = {param["name"]: param for param in operation.parameters if param["in"] == "query"}
+    return path, query, connexion_parameters._get_query_defaults(query)
+
+
+def _get_arguments(
+    operation, *, path_params, query_params, body, files, arguments, has_kwargs, sanitize, content_type
+) -> dict:
+    """Connexion's `get_arguments` (decorators/parameter.py), with the parameter definitions and
+    query defaults looked up once per operation instead of rebuilt, and deep-copied, per request."""
+    operation = operation._get_current_object()  # the context's proxy: one lookup, not one per use
+    path_definitions, query_definitions, defaults = _argument_plan(operation)
+    arguments_by_name = {}
+    for name, value in path_params.items():
+        definition = path_definitions.get(name)
+        arguments_by_name[sanitize(name)] = value if definition is None else _get_val_from_param(value, definition)
+    if any(isinstance(value, dict) for value in [*defaults.values(), *query_params.values()]):  # deepObject
+        query_arguments = connexion_utils.deep_merge(copy.deepcopy(defaults), query_params)
+    else:
+        query_arguments = {**defaults, **query_params}
+    arguments_by_name.update(
+        connexion_parameters._query_args_helper(query_definitions, query_arguments, arguments, has_kwargs, sanitize)
+    )
+    if operation.method.upper() == "TRACE":
+        return arguments_by_name
+    body_argument = connexion_parameters._get_body_argument(
+        body,
+        operation=operation,
+        arguments=arguments,
+        has_kwargs=has_kwargs,
+        sanitize=sanitize,
+        content_type=content_type,
+    )
+    arguments_by_name.update(body_argument)
+    body_schema = operation.body_schema(content_type)
+    arguments_by_name.update(connexion_parameters._get_file_arguments(files, arguments, body_schema, has_kwargs))
+    return arguments_by_name
+
+
+_sanitized = functools.lru_cache(maxsize=1024)(connexion_parameters.sanitized)
+"""By name: three regular expressions per parameter name, on every request, in Connexion."""
+
 _inspect_function_arguments = functools.lru_cache(maxsize=256)(connexion_utils.inspect_function_arguments)
 """By function: its signature does not change, and Connexion asks several times per request."""
 
@@ -426,4 +489,6 @@ def install(*, max_json_depth: int = RequestBodyValidator.max_depth) -> None:
     ConnexionRequest.files = _files
     _operation_fn.__set_name__(AsyncOperation, "fn")
     connexion_parameters.inspect_function_arguments = _inspect_function_arguments
+    connexion_parameters.get_arguments = _get_arguments
+    connexion_parameters.sanitized = _sanitized
     connexion_security.inspect_function_arguments = _inspect_function_arguments
