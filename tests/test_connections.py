@@ -1,0 +1,89 @@
+"""The database connections behind every task operation: a connection the database dropped
+while it sat idle is replaced before a request uses it, one that breaks under a request is never
+handed out again, and requests get connections in the order they asked for them."""
+
+import asyncio
+import uuid
+from dataclasses import replace
+
+import asyncpg
+import pytest
+
+from db import engine as engine_module
+from db.compiled import driver_connection
+from db.engine import asyncpg_url, create_engine
+from db.tasks import TaskStore
+from service.errors import TaskNotFound, database_fault
+
+
+async def drop_every_connection_of_the_service(store: TaskStore) -> None:
+    """What a database restart, or a managed one going to sleep, does to idle connections."""
+    outsider = await asyncpg.connect(
+        asyncpg_url(store.engine.url.render_as_string(hide_password=False)).replace("+asyncpg", "")
+    )
+    try:
+        dropped = await outsider.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'tasks-api'"
+        )
+        assert dropped >= 1
+    finally:
+        await outsider.close()
+
+
+def run_with_store(settings, scenario, **changes):
+    async def go():
+        store = TaskStore(create_engine(replace(settings, **changes)))
+        try:
+            return await scenario(store)
+        finally:
+            await store.engine.dispose()
+
+    return asyncio.run(go())
+
+
+def test_a_connection_dropped_while_idle_is_replaced_before_a_request_uses_it(settings, monkeypatch):
+    monkeypatch.setattr(engine_module, "IDLE_BEFORE_PING_SECONDS", 0.0)  # every idle one counts as stale
+
+    async def scenario(store):
+        with pytest.raises(TaskNotFound):  # a connection is opened, used, and goes back to the pool
+            await store.get("nobody", uuid.uuid4())
+        await drop_every_connection_of_the_service(store)
+        with pytest.raises(TaskNotFound):  # the answer, not a lost connection
+            await store.get("nobody", uuid.uuid4())
+
+    run_with_store(settings, scenario, db_pool_size=1, db_pool_pre_ping=True)
+
+
+def test_without_the_ping_one_request_meets_the_dropped_connection_as_a_503_and_the_next_is_served(settings):
+    async def scenario(store):
+        with pytest.raises(TaskNotFound):
+            await store.get("nobody", uuid.uuid4())
+        await drop_every_connection_of_the_service(store)
+        with pytest.raises(Exception) as lost:
+            await store.get("nobody", uuid.uuid4())
+        assert database_fault(lost.value) is not None, lost.value  # a 503 that says so, not a 500
+        with pytest.raises(TaskNotFound):  # the broken connection was not handed out again
+            await store.get("nobody", uuid.uuid4())
+
+    run_with_store(settings, scenario, db_pool_size=1, db_pool_pre_ping=False)
+
+
+def test_requests_get_connections_in_the_order_they_asked(settings):
+    """A request that arrives just as the connection comes back does not jump the queue."""
+
+    async def scenario(store):
+        served = []
+
+        async def request(name: str) -> None:
+            with pytest.raises(TaskNotFound):
+                await store.get("nobody", uuid.uuid4())
+            served.append(name)
+
+        async with driver_connection(store.engine, store.turns, in_transaction=False):  # the one connection, busy
+            waiting = [asyncio.create_task(request(f"waiting {n}")) for n in range(5)]
+            await asyncio.sleep(0.05)  # all five have asked and wait
+            latecomers = [asyncio.create_task(request(f"late {n}")) for n in range(5)]  # ask as it is released
+        await asyncio.gather(*waiting, *latecomers)
+        assert served == [f"waiting {n}" for n in range(5)] + [f"late {n}" for n in range(5)]
+
+    run_with_store(settings, scenario, db_pool_size=1, db_max_overflow=0)
