@@ -101,7 +101,7 @@ def create_app(settings: Settings | None = None) -> AsyncApp:
     app = AsyncApp(
         __name__,
         lifespan=lifespan,
-        middlewares=MIDDLEWARES,
+        middlewares=list(MIDDLEWARES),  # a copy: Connexion inserts the added middlewares into it
         validator_map=openapi31.VALIDATOR_MAP,
         uri_parser_class=openapi31.URIParser,
     )

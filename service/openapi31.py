@@ -38,7 +38,7 @@ import yaml
 from connexion import security as connexion_security
 from connexion import utils as connexion_utils
 from connexion.apps.asynchronous import AsyncOperation
-from connexion.context import receive, scope
+from connexion.context import operation, receive, scope
 from connexion.datastructures import MediaTypeDict, NoContent
 from connexion.decorators import parameter as connexion_parameters
 from connexion.decorators.main import StarletteDecorator
@@ -333,16 +333,19 @@ VALIDATOR_MAP = {
 _connexion_infer_content_type = BaseResponseDecorator._infer_content_type
 
 
+@functools.lru_cache(maxsize=256)
+def _success_types(operation) -> frozenset[str]:
+    return frozenset(media for media in operation.produces if media != PROBLEM_JSON)
+
+
 def _infer_content_type(data: t.Any, headers: dict) -> str | None:
     """Data a handler returns is a success: problem+json is only for raised errors."""
-    from connexion.context import operation
-
     if data is None or data is NoContent:
         return None
     if not extract_content_type(headers):
-        success_types = {media for media in operation.produces if media != PROBLEM_JSON}
+        success_types = _success_types(operation._get_current_object())
         if len(success_types) == 1:
-            return success_types.pop()
+            return next(iter(success_types))
     return _connexion_infer_content_type(data, headers)
 
 

@@ -8,7 +8,7 @@ import re
 import time
 from contextvars import ContextVar
 
-from starlette.datastructures import Headers, MutableHeaders
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 HEADER = "X-Request-ID"
@@ -74,11 +74,11 @@ class RequestContextMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                headers = MutableHeaders(scope=message)
-                headers[HEADER] = request_id
                 standard = NOSNIFF if cacheable and status < 400 else STANDARD_HEADERS
-                for name, value in {**standard, **extra}.items():
-                    headers[name] = value
+                ours = {HEADER: request_id, **standard, **extra}
+                encoded = {name.lower().encode("latin-1"): value.encode("latin-1") for name, value in ours.items()}
+                kept = [(name, value) for name, value in message.get("headers", ()) if name.lower() not in encoded]
+                message["headers"] = kept + list(encoded.items())  # ours replace any of the same name
             await send(message)
 
         extensions = scope.setdefault("extensions", {})  # Connexion names the operation and user in it

@@ -56,3 +56,10 @@ def test_json_logs_are_one_object_per_line_with_the_request_the_operation_and_th
     assert (entry["operation_id"], entry["user_id"], entry["status"]) == ("listTasks", alice.id, 200)
     assert entry["method"] == "GET" and entry["path"] == f"/api/{alice.id}/tasks"
     assert entry["duration_ms"] >= 0 and entry["level"] == "INFO"
+
+
+def test_metrics_enabled_in_one_app_stay_out_of_the_next(settings):
+    """Each app builds its own middleware stack (Connexion inserts into the list it is given)."""
+    create_app(replace(settings, metrics_enabled=True))
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        assert client.get("/metrics").status_code == 404
