@@ -514,6 +514,9 @@ def main() -> None:
     print()
     print(report)
     print(f"written: {OUT}/results.md, results.json, throughput.png, list_latency.png")
+    failing = [row["case"] for row in rows if row["tasks-api"]["errors"]]
+    if failing:
+        sys.exit(f"the API answered errors (non-2xx or broken connections) in: {', '.join(failing)}")
 
 
 if __name__ == "__main__":
