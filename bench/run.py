@@ -375,22 +375,22 @@ def markdown(rows: list[dict], soaked: dict | None, in_process: list[float] | No
     below_fastapi = [f"{row['case']} ({row['vs_fastapi']:.2f}x)" for row in flat_out if row["vs_fastapi"] < 3]
     lines += [
         "",
-        f"Targets, flat-out cases: >= 0.45x the floor: {len(flat_out) - len(below_floor)} of {len(flat_out)}"
+        f"- Targets, flat-out cases: >= 0.45x the floor: {len(flat_out) - len(below_floor)} of {len(flat_out)}"
         + (f"; below: {', '.join(below_floor)}" if below_floor else ""),
-        f">= 3x FastAPI + SQLModel: {len(flat_out) - len(below_fastapi)} of {len(flat_out)}"
+        f"- >= 3x FastAPI + SQLModel: {len(flat_out) - len(below_fastapi)} of {len(flat_out)}"
         + (f"; below: {', '.join(below_fastapi)}" if below_fastapi else ""),
     ]
     many = [row for row in rows if row["connections"] == 100 and row in flat_out]
     if many:
         lines.append(
-            "p99 at 100 connections, API / floor (target <= 2.5x): "
+            "- p99 at 100 connections, API / floor (target <= 2.5x): "
             + ", ".join(f"{row['case']} {row['p99_vs_floor']:.2f}x" for row in many)
         )
     by_case = {row["case"]: row for row in rows}
     small, large = by_case.get("list 20 tasks, first page of 20"), by_case.get("list 10,000 tasks, first page of 20")
     if small and large:
         lines.append(
-            "First page of a 10,000-task user against a 20-task user's (target within 10%): p50 "
+            "- First page of a 10,000-task user against a 20-task user's (target within 10%): p50 "
             f"{large['tasks-api']['p50_ms']:.2f} / {small['tasks-api']['p50_ms']:.2f} ms, requests/s "
             f"{large['tasks-api']['requests_per_second']:,.0f} / {small['tasks-api']['requests_per_second']:,.0f}."
         )
