@@ -29,6 +29,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -303,16 +304,15 @@ def soak(server: Server, seeded: Seeded, seconds: int, script: Path) -> dict:
     case = Case("mixed 80/20 over 100 users")
     requests = requests_for(case, seeded, server.name, [])
     samples = [server.rss_mb()]
-    with concurrent_sampler(server, samples):
+    with sampling_rss(server, samples):
         result = wrk(server.base_url, requests, seeded.tokens, case, seconds, script)
     samples.append(server.rss_mb())
     return {"seconds": seconds, "rss_mb": samples, "requests": result["requests"], "errors": result["errors"]}
 
 
 @contextlib.contextmanager
-def concurrent_sampler(server: Server, samples: list):
-    import threading
-
+def sampling_rss(server: Server, samples: list):
+    """Appends the server's RSS to `samples` every 5 s while the block runs."""
     stop = threading.Event()
 
     def sample():
