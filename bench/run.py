@@ -30,7 +30,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -44,7 +43,7 @@ from cli import PROJECT
 from db.engine import asyncpg_url
 from service.auth import TokenVerifier
 from service.settings import Settings
-from tests.live_server import free_port, throwaway_database
+from tests.live_server import free_port, throwaway_database, wait_until
 
 OUT = PROJECT / "build" / "bench"
 IMPLEMENTATIONS = ("tasks-api", "floor", "fastapi-sqlmodel")
@@ -222,6 +221,17 @@ def wrk(base_url: str, requests: list[tuple], tokens: dict, case: Case, seconds:
     }
 
 
+def answers_at_all(url: str) -> bool:
+    """True once `url` gets an HTTP answer, a 401 included: the references have no /ready."""
+    try:
+        urllib.request.urlopen(url, timeout=1)
+    except urllib.error.HTTPError:
+        return True
+    except OSError:
+        return False
+    return True
+
+
 class Server:
     """One implementation, started as its own process with its output in build/bench/."""
 
@@ -229,17 +239,9 @@ class Server:
         self.name, self.base_url = name, f"http://127.0.0.1:{port}"
         self.log = (OUT / f"{name}.log").open("w")
         self.process = subprocess.Popen(command, cwd=PROJECT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
-        for _ in range(300):
-            try:
-                urllib.request.urlopen(f"{self.base_url}/api/nobody/tasks", timeout=1)
-            except urllib.error.HTTPError:
-                break  # an answer (401) means it is up
-            except OSError:
-                if self.process.poll() is not None:
-                    raise RuntimeError(f"{name} exited: see {self.log.name}") from None
-                time.sleep(0.1)
-        else:
-            raise RuntimeError(f"{name} did not come up: see {self.log.name}")
+        wait_until(
+            lambda: answers_at_all(f"{self.base_url}/api/nobody/tasks"), f"{name} ({self.log.name})", self.process
+        )
 
     def processes(self) -> list[psutil.Process]:
         process = psutil.Process(self.process.pid)
