@@ -22,7 +22,7 @@ from db.engine import create_engine
 from db.housekeeping import purge_every
 from db.schema import SchemaCheck, expected_revision
 from db.tasks import TaskStore
-from service import errors, openapi31
+from service import contract, errors
 from service.auth import TokenVerifier
 from service.cors import cors_options
 from service.docs import ContractDocs
@@ -60,9 +60,9 @@ class OrjsonJsonifier(Jsonifier):
 
 def create_app(settings: Settings | None = None) -> AsyncApp:
     settings = settings or Settings.from_env()
-    openapi31.install(max_json_depth=settings.max_json_depth)
+    contract.install(max_json_depth=settings.max_json_depth)
 
-    document = openapi31.load_document(SPEC_PATH)
+    document = contract.load_document(SPEC_PATH)
     user_id_schema = document["components"]["parameters"]["UserId"]["schema"]
     running: dict = {}  # what the lifespan starts, for the middlewares built before it
 
@@ -102,8 +102,8 @@ def create_app(settings: Settings | None = None) -> AsyncApp:
         __name__,
         lifespan=lifespan,
         middlewares=list(MIDDLEWARES),  # a copy: Connexion inserts the added middlewares into it
-        validator_map=openapi31.VALIDATOR_MAP,
-        uri_parser_class=openapi31.URIParser,
+        validator_map=contract.VALIDATOR_MAP,
+        uri_parser_class=contract.URIParser,
     )
     app.add_api(
         document,
@@ -132,7 +132,7 @@ def create_app(settings: Settings | None = None) -> AsyncApp:
         max_query_parameters=settings.max_query_parameters,
         max_body_bytes=settings.max_body_bytes,
     )
-    app.add_middleware(openapi31.CaseInsensitiveMediaTypes, position=MiddlewarePosition.BEFORE_ROUTING)
-    app.add_middleware(openapi31.ConcretePathsFirst, position=MiddlewarePosition.BEFORE_ROUTING, document=document)
+    app.add_middleware(contract.CaseInsensitiveMediaTypes, position=MiddlewarePosition.BEFORE_ROUTING)
+    app.add_middleware(contract.ConcretePathsFirst, position=MiddlewarePosition.BEFORE_ROUTING, document=document)
     app.add_middleware(ContractDocs, position=MiddlewarePosition.BEFORE_ROUTING, spec_path=SPEC_PATH, document=document)
     return app

@@ -9,7 +9,7 @@ import pytest
 
 from app import HANDLER_MODULES, SPEC_PATH, handler_for
 from service import errors
-from service.openapi31 import load_document
+from service.contract import load_document
 
 DOCUMENT = load_document(SPEC_PATH)
 OPERATIONS = {

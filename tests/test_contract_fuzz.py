@@ -11,7 +11,7 @@ from schemathesis import GenerationMode
 
 import tests.fuzz.hooks  # noqa: F401 - owner tokens and the 403 check
 from app import SPEC_PATH, create_app
-from service.openapi31 import load_document
+from service.contract import load_document
 
 
 def generation_targets() -> list[tuple[str, GenerationMode]]:
