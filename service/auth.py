@@ -59,6 +59,8 @@ class TokenVerifier:
                 cache_seconds=settings.jwt_jwks_cache_seconds,
                 min_refresh_seconds=settings.jwt_jwks_min_refresh_seconds,
                 timeout_seconds=settings.jwt_jwks_timeout_seconds,
+                max_bytes=settings.jwt_jwks_max_bytes,
+                max_keys=settings.jwt_jwks_max_keys,
             )
             if settings.jwt_jwks_url
             else None

@@ -33,6 +33,8 @@ class Settings:
     jwt_jwks_cache_seconds: float = 300.0
     jwt_jwks_min_refresh_seconds: float = 30.0
     jwt_jwks_timeout_seconds: float = 5.0
+    jwt_jwks_max_bytes: int = 65536
+    jwt_jwks_max_keys: int = 50
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
     jwt_leeway_seconds: int = 30
@@ -95,6 +97,8 @@ class Settings:
                 jwt_jwks_cache_seconds=float(get("JWT_JWKS_CACHE_SECONDS", "300")),
                 jwt_jwks_min_refresh_seconds=float(get("JWT_JWKS_MIN_REFRESH_SECONDS", "30")),
                 jwt_jwks_timeout_seconds=float(get("JWT_JWKS_TIMEOUT_SECONDS", "5")),
+                jwt_jwks_max_bytes=int(get("JWT_JWKS_MAX_BYTES", "65536")),
+                jwt_jwks_max_keys=int(get("JWT_JWKS_MAX_KEYS", "50")),
                 jwt_issuer=get("JWT_ISSUER") or None,
                 jwt_audience=get("JWT_AUDIENCE") or None,
                 jwt_leeway_seconds=int(get("JWT_LEEWAY_SECONDS", "30")),

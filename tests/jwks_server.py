@@ -6,6 +6,7 @@ import json
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import jwt
@@ -43,11 +44,13 @@ class SigningKey:
 
 class JwksServer:
     """Serves `keys` at /jwks on a loopback port; `mode` is "ok", "slow" (10 s) or "garbage", and
-    `go_down()` / `come_back()` close and reopen the port."""
+    `go_down()` / `come_back()` close and reopen the port. `answer`, when set, answers instead:
+    it is given the request handler, to write whatever a hostile server would."""
 
     def __init__(self, keys: list[SigningKey]) -> None:
         self.keys = keys
         self.mode = "ok"
+        self.answer: Callable[[BaseHTTPRequestHandler], None] | None = None
         self.fetches = 0
         self._http = self._listen(0)
         self.port = self._http.server_port
@@ -59,6 +62,10 @@ class JwksServer:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):
                 server.fetches += 1
+                if server.answer is not None:
+                    with contextlib.suppress(ConnectionError):
+                        server.answer(self)
+                    return
                 if server.mode == "slow":
                     time.sleep(10)
                 body = b"<html>not a key set" if server.mode == "garbage" else json.dumps(server.key_set).encode()
