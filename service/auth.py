@@ -70,6 +70,11 @@ class TokenVerifier:
         self._leeway = settings.jwt_leeway_seconds
         self._verified: OrderedDict[bytes, tuple[str, float]] = OrderedDict()  # token digest: (user, exp)
 
+    def remembers(self, token: str) -> bool:
+        """True if `token` was verified before and has not expired: it costs no signature check."""
+        known = self._verified.get(hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest())
+        return known is not None and known[1] > time.time()
+
     async def user_of(self, token: str) -> str:
         digest = hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
         known = self._verified.get(digest)
@@ -136,8 +141,11 @@ class TokenVerifier:
 async def bearer_info(token: str, request: ConnexionRequest) -> dict:
     if len(request.headers.getlist("authorization")) > 1:
         raise NotAuthenticated("Send one Authorization header, not several.")
-    user = await request.state.token_verifier.user_of(token)
-    await request.state.rate_limiter.charge_user(user)
+    verifier, limiter = request.state.token_verifier, request.state.rate_limiter
+    if not verifier.remembers(token):  # an address over its failed-authentication rate gets no signature check
+        await limiter.refuse_failing_address(request.client.host if request.client else None)
+    user = await verifier.user_of(token)
+    await limiter.charge_user(user)
     path_user = request.path_params.get("user_id")
     if path_user is not None and path_user != user:
         raise WrongUser("This token belongs to another user than the one in the path.")

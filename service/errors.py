@@ -307,7 +307,7 @@ def register(app, document: dict) -> None:
     async def handle(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:  # async: no thread hop
         if isinstance(exc, ProblemException) and exc.status == 401:
             limiter = getattr(request.state, "rate_limiter", None)
-            address = request.client.host if request.client else "unknown"
+            address = request.client.host if request.client else None
             refusal = limiter and await limiter.failed_authentication(address)
             if refusal:
                 return problem_from_exception(request, refusal)

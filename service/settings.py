@@ -62,6 +62,7 @@ class Settings:
     rate_limit: str = "600/minute"
     auth_failure_rate_limit: str = "30/minute"
     rate_limit_storage_url: str = "memory://"
+    rate_limit_max_keys: int = 100_000
     # Safe writes and sync (README, "Retries, tabs and offline clients").
     require_if_match: bool = False
     idempotency_key_hours: float = 24.0
@@ -125,6 +126,7 @@ class Settings:
                 rate_limit=get("RATE_LIMIT", "600/minute").strip().lower(),
                 auth_failure_rate_limit=get("AUTH_FAILURE_RATE_LIMIT", "30/minute").strip().lower(),
                 rate_limit_storage_url=get("RATE_LIMIT_STORAGE_URL", "memory://"),
+                rate_limit_max_keys=int(get("RATE_LIMIT_MAX_KEYS", "100000")),
                 require_if_match=_flag(get("REQUIRE_IF_MATCH", "false")),
                 idempotency_key_hours=float(get("IDEMPOTENCY_KEY_HOURS", "24")),
                 tombstone_days=float(get("SYNC_TOMBSTONE_DAYS", "30")),

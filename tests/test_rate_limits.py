@@ -1,16 +1,19 @@
 """Rate limits: a user over their rate and an address guessing tokens are slowed down with 429,
 in one process or shared by several through a real Redis."""
 
+import asyncio
 import contextlib
 import shutil
 import subprocess
 import tempfile
 from dataclasses import replace
 
+import jwt
 import pytest
 from starlette.testclient import TestClient
 
 from app import create_app
+from service.rate_limit import FULL, NOT_AN_ADDRESS, FixedWindowCounters, RateLimiter, address_key
 from tests.live_server import free_port, wait_until
 
 
@@ -43,13 +46,69 @@ def test_a_user_over_their_rate_gets_429_and_others_do_not(settings, tokens):
         assert list_tasks(client, tokens, "calm-user").status_code == 200
 
 
-def test_an_address_guessing_tokens_gets_429_but_a_valid_token_still_works(settings, tokens):
+def test_an_address_guessing_tokens_gets_429_but_a_token_already_verified_still_works(settings, tokens):
     with client_with(settings, auth_failure_rate_limit="3/minute") as client:
+        victim = {"Authorization": f"Bearer {tokens.mint('victim')}"}
+        assert client.get("/api/victim/tasks", headers=victim).status_code == 200  # verified and remembered
         guesses = [client.get("/api/victim/tasks", headers={"Authorization": f"Bearer guess{i}"}) for i in range(3)]
         assert [g.status_code for g in guesses] == [401, 401, 401]
         assert_rate_limited(client.get("/api/victim/tasks", headers={"Authorization": "Bearer guess4"}))
         assert_rate_limited(client.get("/api/victim/tasks"))  # no token at all is a failure too
-        assert list_tasks(client, tokens, "victim").status_code == 200
+        assert client.get("/api/victim/tasks", headers=victim).status_code == 200
+
+
+def test_an_address_over_its_failed_authentication_rate_costs_no_signature_check(settings, tokens, monkeypatch):
+    with client_with(settings, auth_failure_rate_limit="3/minute") as client:
+        for i in range(3):
+            assert client.get("/api/victim/tasks", headers={"Authorization": f"Bearer guess{i}"}).status_code == 401
+        verified = []
+        monkeypatch.setattr(jwt, "decode", lambda *args, **kwargs: verified.append(args))
+        assert_rate_limited(list_tasks(client, tokens, "victim"))  # a well-formed token, never looked at
+        assert verified == []
+
+
+def test_when_the_window_is_full_new_addresses_are_refused_and_users_let_through(settings):
+    limiter = RateLimiter(
+        replace(settings, auth_failure_rate_limit="30/minute", rate_limit="30/minute", rate_limit_max_keys=1)
+    )
+
+    async def story():
+        assert await limiter.failed_authentication("192.0.2.1") is None  # the one address the window holds
+        refusal = await limiter.failed_authentication("192.0.2.2")
+        assert refusal is not None and refusal.status == 429
+        await limiter.charge_user("first")  # the one user it holds
+        for _ in range(40):
+            await limiter.charge_user("second")  # let through, uncounted
+
+    asyncio.run(story())
+
+
+def test_a_window_is_dropped_whole_when_it_ends():
+    now = [1000.0]
+    counters = FixedWindowCounters(amount=2, seconds=60, max_keys=100, clock=lambda: now[0])
+    for key in map(str, range(100)):
+        asyncio.run(counters.hit(key))
+    assert asyncio.run(counters.hit("0")) == (2, 1020.0)
+    assert asyncio.run(counters.hit("new")) == (FULL, 1020.0)
+    now[0] = 1020.0
+    assert asyncio.run(counters.hit("new")) == (1, 1080.0)
+    assert asyncio.run(counters.peek("0")) == (0, 1080.0)
+
+
+@pytest.mark.parametrize(
+    ("host", "key"),
+    [
+        ("203.0.113.7", "203.0.113.7"),
+        ("2001:db8:0:7::1", "2001:db8:0:7::/64"),
+        ("2001:0DB8:0000:0007:ffff:0000:0000:0001", "2001:db8:0:7::/64"),
+        ("::ffff:203.0.113.7", "203.0.113.7"),
+        ("x" * 30_000, NOT_AN_ADDRESS),
+        ("testclient", NOT_AN_ADDRESS),
+        (None, NOT_AN_ADDRESS),
+    ],
+)
+def test_addresses_are_counted_as_addresses(host, key):
+    assert address_key(host) == key
 
 
 def test_rate_limits_can_be_turned_off(settings, tokens):
