@@ -1,13 +1,48 @@
 """Logging: one line per record with its request id, as plain text (the default) or, with
-LOG_FORMAT=json, one JSON object per line for a log pipeline."""
+LOG_FORMAT=json, one JSON object per line for a log pipeline.
+
+What a request says (its path, a user id, a key's id from the auth server) reaches the logs, so
+a record can never be made to look like two: the characters that end or reorder a line (C0 and
+C1 controls, DEL, the Unicode line and paragraph separators, bidirectional overrides) are
+escaped, as `\x0a` or `\u2028` in text and `\u2028` inside JSON strings."""
 
 import json
 import logging
+import re
 import time
 
 from service.request_context import RequestIdFilter
 
 ACCESS_FIELDS = ("method", "path", "status", "duration_ms", "operation_id", "user_id")
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
+_LINE_BREAKERS = r"\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069"
+_UNSAFE_IN_TEXT = re.compile(rf"[\x00-\x1f{_LINE_BREAKERS}]")
+_UNSAFE_IN_JSON = re.compile(f"[{_LINE_BREAKERS}]")  # json.dumps escapes the C0 controls itself
+
+
+def _escaped(match: re.Match) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def _json_escaped(match: re.Match) -> str:
+    return f"\\u{ord(match.group()):04x}"
+
+
+class TextFormatter(logging.Formatter):
+    """The plain text format; a traceback follows its record indented, so that no line of it
+    can pass for a record of its own."""
+
+    def __init__(self) -> None:
+        super().__init__(TEXT_FORMAT)
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = _UNSAFE_IN_TEXT.sub(_escaped, record.message)
+        return super().formatMessage(record)
+
+    def formatException(self, ei) -> str:
+        lines = super().formatException(ei).split("\n")
+        return "\n".join("    " + _UNSAFE_IN_TEXT.sub(_escaped, line) for line in lines)
 
 
 class JsonFormatter(logging.Formatter):
@@ -22,7 +57,7 @@ class JsonFormatter(logging.Formatter):
         }
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False)
+        return _UNSAFE_IN_JSON.sub(_json_escaped, json.dumps(entry, ensure_ascii=False))
 
 
 def configure_logging(level: str, log_format: str = "text") -> None:
@@ -35,5 +70,5 @@ def configure_logging(level: str, log_format: str = "text") -> None:
     if log_format == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"))
+        handler.setFormatter(TextFormatter())
     logging.basicConfig(level=level, handlers=[handler], force=True)
