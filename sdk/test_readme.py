@@ -11,12 +11,12 @@ from sdk.conftest import GENERATED
 
 def readme_block(tag: str) -> str:
     readme = (PROJECT / "README.md").read_text()
-    return re.search(rf"<!-- {tag} -->\n```python\n(.*?)```", readme, re.S).group(1)
+    return re.search(rf"<!-- {re.escape(tag)} -->\n```python\n(.*?)```", readme, re.S).group(1)
 
 
 def test_the_readmes_python_example_runs_as_written(service, mint, tmp_path):
     example = tmp_path / "example.py"
-    example.write_text(readme_block("python-sdk"))
+    example.write_text(readme_block("readme-file: example.py"))
     env = {**os.environ, "PYTHONPATH": str(GENERATED), "TOKEN": mint("dev-user"), "TASKS_API": service.base_url}
     result = subprocess.run([sys.executable, str(example)], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
