@@ -1,6 +1,9 @@
 """What every request gets on the way in and every response on the way out: a request id
 (`X-Request-ID`, problem bodies, log lines), the headers every answer carries, headers that
-code deeper in the stack adds for this request (rate limits), and one access log line."""
+code deeper in the stack adds for this request (rate limits), one access log line, and
+`Connection: close` on an answer given before the request's body was read: what follows on
+that connection is the rest of an unread body, or, from a client that sent `Expect:
+100-continue` and so no body at all, its next request, which would be read as this one's body."""
 
 import logging
 import random
@@ -16,6 +19,7 @@ SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 NOSNIFF = {"X-Content-Type-Options": "nosniff"}
 STANDARD_HEADERS = {**NOSNIFF, "Cache-Control": "no-store"}
 CACHEABLE_PREFIX = "/api/docs/assets/"  # Swagger UI's static files may be cached: nosniff only
+CLOSE = {"Connection": "close"}
 
 _request_id: ContextVar[str] = ContextVar("request_id", default="-")
 _extra_headers: ContextVar[dict[str, str] | None] = ContextVar("extra_headers", default=None)
@@ -51,6 +55,13 @@ class RequestIdFilter(logging.Filter):
 access_log.addFilter(RequestIdFilter())
 
 
+def _has_body(scope: Scope) -> bool:
+    for name, value in scope["headers"]:
+        if name == b"transfer-encoding" or (name == b"content-length" and value.strip(b" \t0")):
+            return True
+    return False
+
+
 class RequestContextMiddleware:
     """Takes the caller's request id when it is sane, else makes one; logs one line per request."""
 
@@ -69,13 +80,21 @@ class RequestContextMiddleware:
         cacheable = scope["path"].startswith(CACHEABLE_PREFIX)
         started = time.perf_counter()
         status = 500
+        body_unread = _has_body(scope)
+
+        async def receive_tracked() -> Message:
+            nonlocal body_unread
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                body_unread = False  # read to its end, or the client has gone
+            return message
 
         async def send_with_context(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
                 standard = NOSNIFF if cacheable and status < 400 else STANDARD_HEADERS
-                ours = {HEADER: request_id, **standard, **extra}
+                ours = {HEADER: request_id, **standard, **extra, **(CLOSE if body_unread else {})}
                 encoded = {name.lower().encode("latin-1"): value.encode("latin-1") for name, value in ours.items()}
                 kept = [(name, value) for name, value in message.get("headers", ()) if name.lower() not in encoded]
                 message["headers"] = kept + list(encoded.items())  # ours replace any of the same name
@@ -83,7 +102,7 @@ class RequestContextMiddleware:
 
         extensions = scope.setdefault("extensions", {})  # Connexion names the operation and user in it
         try:
-            await self.app(scope, receive, send_with_context)
+            await self.app(scope, receive_tracked if body_unread else receive, send_with_context)
         finally:
             elapsed_ms = (time.perf_counter() - started) * 1000
             details = {

@@ -72,6 +72,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._read_timer = None
         if self.transport.is_closing():
             return
+        if what == "request body" and self.cycle is not None and self.cycle.response_complete:
+            self.transport.close()  # answered already: a 408 now would answer nothing the client asked
+            return
         if self.cycle is not None and not self.cycle.response_complete:
             if self.cycle.response_started:
                 self.transport.close()
