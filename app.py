@@ -134,5 +134,6 @@ def create_app(settings: Settings | None = None) -> AsyncApp:
     )
     app.add_middleware(contract.CaseInsensitiveMediaTypes, position=MiddlewarePosition.BEFORE_ROUTING)
     app.add_middleware(contract.ConcretePathsFirst, position=MiddlewarePosition.BEFORE_ROUTING, document=document)
+    app.add_middleware(contract.NoSlashRedirects, position=MiddlewarePosition.BEFORE_ROUTING)
     app.add_middleware(ContractDocs, position=MiddlewarePosition.BEFORE_ROUTING, spec_path=SPEC_PATH, document=document)
     return app

@@ -105,3 +105,12 @@ def test_try_it_out_works_for_the_development_user_with_no_filter_filled_in():
         schema = parameter["schema"]
         schema = schemas[schema["$ref"].rsplit("/", 1)[1]] if "$ref" in schema else schema
         assert "example" not in parameter and "example" not in schema, parameter["name"]
+
+
+@pytest.mark.parametrize("path", ["/health/", "/api/alice/tasks/", "/api/alice/tasks/changes/", "/api/docs/"])
+def test_a_trailing_slash_is_not_found_never_a_redirect_built_from_the_host_header(client, path):
+    assert not [template for template in DOCUMENT["paths"] if template.endswith("/")]
+    response = client.get(path, headers={"Host": "evil.example"}, follow_redirects=False)
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/problem+json"
+    assert "location" not in response.headers

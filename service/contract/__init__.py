@@ -23,7 +23,7 @@ from service.contract import document, media_types, parameters, pipeline, valida
 from service.contract.document import load_document
 from service.contract.media_types import CaseInsensitiveMediaTypes
 from service.contract.parameters import URIParser
-from service.contract.paths import ConcretePathsFirst
+from service.contract.paths import ConcretePathsFirst, NoSlashRedirects
 from service.contract.validation import VALIDATOR_MAP
 
 WRITTEN_FOR = "3.3.0"
@@ -33,6 +33,7 @@ __all__ = [
     "WRITTEN_FOR",
     "CaseInsensitiveMediaTypes",
     "ConcretePathsFirst",
+    "NoSlashRedirects",
     "URIParser",
     "install",
     "load_document",
@@ -41,8 +42,8 @@ __all__ = [
 
 def install(*, max_json_depth: int = validation.RequestBodyValidator.max_depth) -> None:
     """Teach Connexion the 3.1 document check, type-array casting, the response media type,
-    the nesting limit of bodies and per-operation caching (add CaseInsensitiveMediaTypes and
-    ConcretePathsFirst as middlewares, VALIDATOR_MAP and URIParser to the app, too)."""
+    the nesting limit of bodies and per-operation caching (add CaseInsensitiveMediaTypes,
+    ConcretePathsFirst and NoSlashRedirects as middlewares, VALIDATOR_MAP and URIParser to the app, too)."""
     validation.RequestBodyValidator.max_depth = max_json_depth
     OpenAPISpecification._validate_spec = classmethod(document.validate_as_3_1)
     connexion_parameters._get_val_from_param = parameters.get_val_from_param
