@@ -44,7 +44,8 @@ class Compiled:
 def _statement_error(exc: BaseException) -> bool:
     """A statement the server refused (a constraint, say): the connection itself is fine."""
     sqlstate = getattr(exc, "sqlstate", None) or ""
-    return isinstance(exc, asyncpg.PostgresError) and not sqlstate.startswith(("08", "57"))
+    canceled = sqlstate == "57014"  # by the server's statement_timeout: the connection is fine
+    return isinstance(exc, asyncpg.PostgresError) and (canceled or not sqlstate.startswith(("08", "57")))
 
 
 class Turns:
@@ -90,9 +91,15 @@ async def _pooled(engine: AsyncEngine, *, in_transaction: bool) -> AsyncIterator
     pooled = await engine.raw_connection()  # the pool's checkout, its events and timeout
     try:
         connection = t.cast(asyncpg.Connection, pooled.driver_connection)
-        if in_transaction:
-            async with connection.transaction():
+        if in_transaction:  # BEGIN as the engine wants it (db/engine.py), in one round trip
+            await connection.execute(pooled.info.get("begin", "BEGIN"))
+            try:
                 yield connection
+            except BaseException as exc:
+                if _statement_error(exc):  # else the connection is invalidated below, its transaction with it
+                    await connection.execute("ROLLBACK")
+                raise
+            await connection.execute("COMMIT")
         else:
             yield connection
     except BaseException as exc:

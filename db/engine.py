@@ -1,5 +1,6 @@
 """The async engine, tuned for a managed (possibly pooled, possibly sleeping) PostgreSQL."""
 
+import contextlib
 import time
 import uuid
 
@@ -43,12 +44,41 @@ def _ping_after_idle(engine: AsyncEngine) -> None:
                 raise DisconnectionError() from exc  # the pool replaces it and checks out again
 
 
+CLIENT_GRACE_SECONDS = 1.0
+"""How much longer than the server's statement timeout asyncpg waits before it gives up by
+itself: the server cancels first, and the connection stays usable."""
+
+
+def _time_out_in_transactions(engine: AsyncEngine, milliseconds: int) -> None:
+    """Behind a transaction-mode pooler a startup parameter is refused (PgBouncer 1.18) and a
+    session SET would stay on whichever server connection ran it: every transaction sets its
+    own timeout instead. The hot path (db/compiled.py) sends `record.info["begin"]` as its
+    BEGIN, in the same round trip; SQLAlchemy's transactions set it as they begin."""
+    begin = f"BEGIN; SET LOCAL statement_timeout = {milliseconds}"
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def remember_begin(_dbapi_connection, record) -> None:
+        record.info["begin"] = begin
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def set_timeout(connection) -> None:
+        # On the driver's cursor (the transaction begins with it). A failure here is outside
+        # SQLAlchemy's error handling: the statement that follows meets it again, and is handled.
+        with contextlib.suppress(Exception):
+            cursor = connection.connection.cursor()
+            cursor.execute(f"SET LOCAL statement_timeout = {milliseconds}")
+            cursor.close()
+
+
 def create_engine(settings: Settings) -> AsyncEngine:
     url = make_url(asyncpg_url(settings.database_url))
+    # PostgreSQL itself cancels a statement after DB_STATEMENT_TIMEOUT_SECONDS: one the API gave
+    # up on never keeps running, holding a backend (asyncpg's own timeout only stops waiting).
+    timeout_ms = max(1, round(settings.db_statement_timeout_seconds * 1000))
     connect_args: dict = {
         "timeout": settings.db_connect_timeout_seconds,
-        "command_timeout": settings.db_statement_timeout_seconds,
-        "server_settings": {"application_name": "tasks-api"},
+        "command_timeout": settings.db_statement_timeout_seconds + CLIENT_GRACE_SECONDS,
+        "server_settings": {"application_name": "tasks-api", "statement_timeout": str(timeout_ms)},
     }
     isolation_level = "AUTOCOMMIT"  # every operation is one statement, atomic by itself: no BEGIN/COMMIT
     if settings.db_pgbouncer:
@@ -59,6 +89,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
         # clashes by name.
         isolation_level = "READ COMMITTED"
         connect_args["statement_cache_size"] = 0
+        del connect_args["server_settings"]["statement_timeout"]
         connect_args["prepared_statement_name_func"] = lambda: f"__asyncpg_{uuid.uuid4()}__"
         url = url.update_query_dict({"prepared_statement_cache_size": "0"})
     engine = create_async_engine(
@@ -72,4 +103,6 @@ def create_engine(settings: Settings) -> AsyncEngine:
     )
     if settings.db_pool_pre_ping:
         _ping_after_idle(engine)
+    if settings.db_pgbouncer:
+        _time_out_in_transactions(engine, timeout_ms)
     return engine

@@ -3,13 +3,26 @@ the service holds (counters, rows, connections) or leave work running after thei
 each run against the production server (one uvicorn worker, rate limits on) while a normal
 user's requests are measured: the server CPU they cost, and how long they wait."""
 
+import asyncio
+import contextlib
 import re
+import threading
 import time
+from collections import Counter
 
+import asyncpg
 import pytest
+import sqlalchemy as sa
 
-from tests.live_server import live_service
+from db.compiled import driver_connection
+from db.engine import create_engine
+from db.tasks import TaskStore
+from service.settings import Settings
+from tests.live_server import live_service, serving, throwaway_database
+from tests.pgbouncer import pgbouncer
+from tests.test_database_faults import Caller
 from tests.test_hostile_input import USER, Server, read_answer
+from tests.test_pgbouncer import Pooled
 
 ATTACK_ADDRESSES = 10_000
 
@@ -107,3 +120,95 @@ def test_the_client_is_the_rightmost_address_the_proxy_did_not_add(server):
     assert server.pipeline(heads).count(429) == 10
     heads = [server.failed_authentication(f"198.51.100.{i}, 203.0.113.10, 127.0.0.1") for i in range(40)]
     assert server.pipeline(heads).count(429) == 10  # the trusted hop is skipped, the next one counted
+
+
+# --- work that outlives its request ---------------------------------------------------------------
+
+STATEMENT_TIMEOUT = 0.5
+SLOW_REQUESTS = 30
+
+
+class Outsider:
+    """A session of our own on the database, beside the service's."""
+
+    def __init__(self, database) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.connection = self.run(asyncpg.connect(host=str(database.socket_dir), user="postgres", database="postgres"))
+
+    def run(self, work):
+        return self.loop.run_until_complete(work)
+
+    def api_queries_older_than(self, seconds: float) -> int:
+        query = """SELECT count(*) FROM pg_stat_activity WHERE application_name = 'tasks-api'
+                   AND state = 'active' AND clock_timestamp() - query_start > make_interval(secs => $1)"""
+        return self.run(self.connection.fetchval(query, seconds))
+
+    def close(self) -> None:
+        self.run(self.connection.close())
+        self.loop.close()
+
+
+@pytest.mark.parametrize("pooler", [False, True], ids=["direct", "pgbouncer"])
+def test_statements_the_api_gave_up_on_do_not_keep_running_in_postgresql(pooler):
+    """Finding 2: the API answered 503 at its timeout but the statement kept running, holding
+    a backend: one slow search a second took all 100 PostgreSQL connections in 110 s. Here the
+    user's writes wait on a lock someone else holds, as long as it is held."""
+    settings = {"RATE_LIMIT": "off", "DB_STATEMENT_TIMEOUT_SECONDS": str(STATEMENT_TIMEOUT), "DB_POOL_SIZE": "5"}
+    with contextlib.ExitStack() as stack:
+        database = stack.enter_context(throwaway_database())
+        url = database.url
+        if pooler:
+            url = stack.enter_context(pgbouncer(database))
+            settings["DB_PGBOUNCER"] = "true"
+        service = stack.enter_context(serving(Pooled(url), validate_responses=False, **settings))
+        outsider = Outsider(database)
+        stack.callback(outsider.close)
+        stuck, calm = Caller(service, "stuck"), Caller(service, "calm")
+        assert stuck.call("POST", body={"title": "first"})[0] == 201
+        blocker = outsider.connection.transaction()
+        outsider.run(blocker.start())
+        outsider.run(outsider.connection.execute("SELECT * FROM user_revisions WHERE user_id = 'stuck' FOR UPDATE"))
+        statuses = Counter()
+
+        def write() -> None:
+            statuses[Caller(service, "stuck").call("POST", body={"title": "waits"})[0]] += 1
+
+        writers = [threading.Thread(target=write) for _ in range(SLOW_REQUESTS)]
+        for thread in writers:
+            thread.start()
+        for thread in writers:
+            thread.join()
+        assert statuses == {503: SLOW_REQUESTS}
+        time.sleep(STATEMENT_TIMEOUT)
+        left = outsider.api_queries_older_than(2 * STATEMENT_TIMEOUT)
+        recovered = [calm.call("POST", body={"title": "meanwhile"})[0] for _ in range(5)]
+        outsider.run(blocker.rollback())
+        print(f"API queries left running: {left}; a calm user's creates meanwhile: {recovered}")
+        assert left == 0
+        assert recovered == [201] * 5
+
+
+@pytest.mark.parametrize("pooler", [False, True], ids=["direct", "pgbouncer"])
+def test_every_statement_runs_under_the_server_side_timeout(pooler):
+    """Both ways the service runs statements (its own hot path, and SQLAlchemy's transactions),
+    straight to PostgreSQL and through a transaction-mode PgBouncer, which refuses the setting
+    as a startup parameter."""
+    with contextlib.ExitStack() as stack:
+        database = stack.enter_context(throwaway_database(migrated=False))
+        url = stack.enter_context(pgbouncer(database)) if pooler else database.url
+        settings = Settings.from_env(
+            {}, database_url=url, jwt_secret="s" * 32, db_pgbouncer=pooler, db_statement_timeout_seconds=0.25
+        )
+
+        async def timeouts() -> tuple[str, str]:
+            store = TaskStore(create_engine(settings), in_transactions=pooler)
+            try:
+                async with driver_connection(store.engine, store.turns, in_transaction=pooler) as connection:
+                    hot = await connection.fetchval("SHOW statement_timeout")
+                async with store.engine.connect() as connection:
+                    other = (await connection.execute(sa.text("SHOW statement_timeout"))).scalar()
+                return hot, other
+            finally:
+                await store.engine.dispose()
+
+        assert asyncio.run(timeouts()) == ("250ms", "250ms")
