@@ -10,6 +10,11 @@ PRIORITIES = ("low", "medium", "high")
 
 priority_type = ENUM(*PRIORITIES, name="task_priority", create_type=False)
 NO_DUE_DATE_LAST = sa.text("'infinity'::timestamp with time zone")
+TITLE_VISIBLE = (
+    "title ~ '[^\\u0001-\\u0020\\u007f-\\u00a0\\u00ad\\u115f\\u1160\\u1680\\u180e\\u2000-\\u200f"
+    "\\u2028-\\u202f\\u205f-\\u206f\\u3000\\u3164\\ufe00-\\ufe0f\\ufeff\\uffa0]'"
+)
+"""The contract's Title pattern (a visible character somewhere) in PostgreSQL's words."""
 
 tasks = sa.Table(
     "tasks",
@@ -26,7 +31,7 @@ tasks = sa.Table(
     sa.Column("created_at", TIMESTAMP(timezone=True), nullable=False, server_default=sa.func.now()),
     sa.Column("updated_at", TIMESTAMP(timezone=True), nullable=False, server_default=sa.func.now()),
     sa.Column("revision", sa.BigInteger, nullable=False),  # set by the database: migrations/versions/0002
-    sa.CheckConstraint("title ~ '\\S' AND char_length(title) <= 500", name="title_not_blank"),
+    sa.CheckConstraint(f"{TITLE_VISIBLE} AND char_length(title) <= 500", name="title_not_blank"),
     sa.CheckConstraint("char_length(description) <= 1000", name="description_length"),
     sa.CheckConstraint("cardinality(tags) <= 20", name="tags_at_most_20"),
     sa.CheckConstraint("completed = (completed_at IS NOT NULL)", name="completed_at_iff_completed"),

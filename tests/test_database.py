@@ -88,6 +88,7 @@ def test_migrations_go_up_down_and_up_again_and_match_the_declared_tables(empty_
 
 BUGGY_WRITES = {
     "a blank title": "INSERT INTO tasks (user_id, title) VALUES ('u', '   ')",
+    "an invisible title": "INSERT INTO tasks (user_id, title) VALUES ('u', E'\\u200b\\u0085\\u001c\\u007f\\u3164')",
     "a priority out of range": "INSERT INTO tasks (user_id, title, priority) VALUES ('u', 't', 'urgent')",
     "21 tags": "INSERT INTO tasks (user_id, title, tags) VALUES ('u', 't', array_fill('x'::text, ARRAY[21]))",
 }
@@ -177,6 +178,7 @@ def test_readiness_is_503_while_the_schema_is_behind_the_code_and_200_after_migr
 
     from app import create_app
     from cli import alembic_config
+    from db.schema import expected_revision
     from tests.live_server import throwaway_database
 
     with throwaway_database(migrated=False) as behind:
@@ -186,7 +188,7 @@ def test_readiness_is_503_while_the_schema_is_behind_the_code_and_200_after_migr
             assert response.status_code == 503
             problem = response.json()
             assert problem["code"] == "SCHEMA_OUT_OF_DATE"
-            assert "at migration 0001" in problem["detail"] and "expects 0003" in problem["detail"]
+            assert "at migration 0001" in problem["detail"] and f"expects {expected_revision()}" in problem["detail"]
             assert client.get("/health").status_code == 200, "liveness does not look at the database"
             command.upgrade(alembic_config(behind.url), "head")
             assert client.get("/ready").status_code == 200

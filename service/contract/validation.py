@@ -119,10 +119,10 @@ def body_violations(error: ValidationError) -> list[dict]:
 
 
 def _message(error: ValidationError) -> str:
-    """jsonschema's message quoting a short prefix of the value; a pattern is explained by its
-    schema's description."""
+    """jsonschema's message quoting a short prefix of the value; a pattern (or a pattern it must
+    not match) is explained by its schema's description."""
     short = _short.repr(error.instance)
-    if error.validator == "pattern" and "description" in error.schema:
+    if error.validator in ("pattern", "not") and "description" in error.schema:
         return f"{short} is not allowed: {error.schema['description']}"
     message = error.message
     if len(message) > 200:
