@@ -58,7 +58,9 @@ class OrjsonJsonifier(Jsonifier):
         return orjson.loads(data)
 
 
-def create_app(settings: Settings | None = None) -> AsyncApp:
+def create_app(settings: Settings | None = None, *, one_pass: bool = True) -> AsyncApp:
+    """The app; `one_pass=False` keeps Connexion's stock request path (the equivalence tests
+    compare the two)."""
     settings = settings or Settings.from_env()
     contract.install(max_json_depth=settings.max_json_depth)
 
@@ -101,7 +103,12 @@ def create_app(settings: Settings | None = None) -> AsyncApp:
     app = AsyncApp(
         __name__,
         lifespan=lifespan,
-        middlewares=list(MIDDLEWARES),  # a copy: Connexion inserts the added middlewares into it
+        # a copy: Connexion inserts the added middlewares into it
+        middlewares=(
+            contract.one_pass_stack(MIDDLEWARES, validate_responses=settings.validate_responses)
+            if one_pass
+            else list(MIDDLEWARES)
+        ),
         validator_map=contract.VALIDATOR_MAP,
         uri_parser_class=contract.URIParser,
     )

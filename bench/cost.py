@@ -1,15 +1,21 @@
 """The stable cost figure: CPU time per request of the app itself, in one process, no network.
 
-    python -m bench.cost [--requests 500] [--rounds 7]
+    python -m bench.cost [--requests 500] [--rounds 7] [--calls]
 
 Builds the app with production settings over a throwaway PostgreSQL, seeds a user with 20
 tasks, and calls the ASGI app directly (lifespan included) with the list request the wrk
 benchmark sends, timing each round of requests with the process's CPU clock. The best round
 is the figure: on a shared machine, other load can only make a round slower, never faster.
-The database server's own work is in another process and not counted."""
+The database server's own work is in another process and not counted.
+
+With `--calls`, one more round runs under cProfile and the figure is the number of function
+calls (Python and C) per request: not a time, but it does not move with the machine's load, so
+two commits can be compared on a busy machine where CPU time cannot."""
 
 import argparse
 import asyncio
+import cProfile
+import pstats
 import time
 
 from sqlalchemy import text
@@ -55,7 +61,9 @@ class Lifespan:
         await self.task
 
 
-async def measure(database_url: str, requests: int, rounds: int) -> list[float]:
+async def measure(database_url: str, requests: int, rounds: int, *, calls: bool = False) -> list[float]:
+    """CPU microseconds per request, one figure per round; with `calls`, the function calls per
+    request of one more round as the last figure."""
     settings = Settings.from_env({}, database_url=database_url, jwt_secret="c" * 40, rate_limit="off")
     token = TokenVerifier(settings).mint(USER).encode()
     app = create_app(settings)
@@ -97,6 +105,13 @@ async def measure(database_url: str, requests: int, rounds: int) -> list[float]:
             for _ in range(requests):
                 await one_request(state)
             results.append((time.process_time() - started) / requests * 1e6)
+        if calls:
+            profile = cProfile.Profile()
+            profile.enable()
+            for _ in range(requests):
+                await one_request(state)
+            profile.disable()
+            results.append(pstats.Stats(profile).total_calls / requests)
     return results
 
 
@@ -104,10 +119,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--calls", action="store_true", help="also count function calls per request")
     args = parser.parse_args()
     with throwaway_database() as database:
         asyncio.run(seed(database.url))
-        rounds = asyncio.run(measure(database.url, args.requests, args.rounds))
+        rounds = asyncio.run(measure(database.url, args.requests, args.rounds, calls=args.calls))
+    if args.calls:
+        print(f"Function calls per list request, in process: {rounds.pop():.0f}")
     print(f"CPU per list request, in process: best {min(rounds):.0f} us, rounds {[round(r) for r in rounds]}")
 
 

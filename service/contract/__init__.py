@@ -5,7 +5,10 @@ fails loudly, by name.
 - ``document``: the contract loaded as written and checked as 3.1 (Connexion knows 3.0 only).
 - ``validation``: Draft 2020-12 for requests and responses, every violation listed, bounded.
 - ``parameters``: type arrays (``[integer, "null"]``) coerced from the query string.
-- ``pipeline``: what Connexion rebuilds per request, built once per operation.
+- ``one_pass``: security, validation and the handler call in one pass per request, planned once
+  per operation, in place of Connexion's routed layers (``one_pass_stack``).
+- ``compiled``: the accept path, a compiled validator (jsonschema-rs) that agrees with ``validation``.
+- ``pipeline``: what Connexion's stock path rebuilds per request, built once per operation.
 - ``media_types``: case-insensitive media types, the success type of returned data.
 - ``paths``: concrete paths before templated ones.
 
@@ -22,6 +25,7 @@ from connexion.spec import OpenAPISpecification
 from service.contract import document, media_types, parameters, pipeline, validation
 from service.contract.document import load_document
 from service.contract.media_types import CaseInsensitiveMediaTypes
+from service.contract.one_pass import OnePass, one_pass_stack
 from service.contract.parameters import URIParser
 from service.contract.paths import ConcretePathsFirst, NoSlashRedirects
 from service.contract.validation import VALIDATOR_MAP
@@ -34,9 +38,11 @@ __all__ = [
     "CaseInsensitiveMediaTypes",
     "ConcretePathsFirst",
     "NoSlashRedirects",
+    "OnePass",
     "URIParser",
     "install",
     "load_document",
+    "one_pass_stack",
 ]
 
 

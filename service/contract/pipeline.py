@@ -66,7 +66,23 @@ def get_arguments(
 ) -> dict:
     """Connexion's `get_arguments` (decorators/parameter.py), with the parameter definitions and
     query defaults looked up once per operation instead of rebuilt, and deep-copied, per request."""
-    operation = operation._get_current_object()  # the context's proxy: one lookup, not one per use
+    return arguments_for(
+        operation._get_current_object(),  # the context's proxy: one lookup, not one per use
+        path_params=path_params,
+        query_params=query_params,
+        body=body,
+        files=files,
+        arguments=arguments,
+        has_kwargs=has_kwargs,
+        sanitize=sanitize,
+        content_type=content_type,
+    )
+
+
+def arguments_for(
+    operation, *, path_params, query_params, body, files, arguments, has_kwargs, sanitize, content_type
+) -> dict:
+    """The handler's arguments by name, for an operation (not the context's proxy of one)."""
     path_definitions, query_definitions, defaults = _argument_plan(operation)
     arguments_by_name = {}
     for name, value in path_params.items():

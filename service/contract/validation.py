@@ -8,23 +8,29 @@ is quadratic), bodies nest at most ``max_depth`` levels, at most ``MAX_LISTED_VI
 violations are collected, and a message quotes at most a short prefix of the offending value.
 """
 
+import functools
 import itertools
+import re
 import reprlib
 import typing as t
 
 import orjson
 from connexion.datastructures import MediaTypeDict
-from connexion.exceptions import NonConformingResponseBody
+from connexion.exceptions import BadRequestProblem, NonConformingResponseBody
 from connexion.lifecycle import ConnexionRequest
 from connexion.validators import VALIDATOR_MAP as CONNEXION_VALIDATOR_MAP
 from connexion.validators import (
+    AbstractRequestBodyValidator,
     JSONRequestBodyValidator,
     JSONResponseBodyValidator,
     ParameterValidator,
 )
 from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError
+from starlette.datastructures import Headers
+from starlette.types import Receive, Scope
 
+from service.contract.compiled import compile_schema
 from service.errors import InvalidRequest, MalformedBody
 
 MAX_LISTED_VIOLATIONS = 50
@@ -60,7 +66,34 @@ def _unique_items(validator, unique: bool, instance: t.Any, schema: dict):
         seen.add(key)
 
 
-LinearValidator = validators.extend(Draft202012Validator, {"uniqueItems": _unique_items})
+@functools.lru_cache(maxsize=256)
+def ecma_262(pattern: str) -> re.Pattern:
+    r"""A pattern as JSON Schema reads it (ECMA-262): `$` is the end of the string. Python's `$`
+    also matches before a final newline, which let `"alice\n"` through `^[a-z]+$`; the compiled
+    validator (jsonschema-rs) reads it as ECMA-262 does, and both must agree."""
+    translated, escaped, in_class = [], False, False
+    for char in pattern:
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+        elif char == "$":
+            char = r"\Z"
+        translated.append(char)
+    return re.compile("".join(translated))
+
+
+def _pattern(validator, pattern: str, instance: t.Any, schema: dict):
+    """`pattern` with ECMA-262's `$` (jsonschema uses Python's `re.search` as it is)."""
+    if validator.is_type(instance, "string") and not ecma_262(pattern).search(instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+LinearValidator = validators.extend(Draft202012Validator, {"uniqueItems": _unique_items, "pattern": _pattern})
 
 _validators: dict[int, tuple[dict, Draft202012Validator]] = {}
 _ACCEPT_ANYTHING = LinearValidator({})
@@ -79,9 +112,23 @@ def validator_for(schema: dict) -> Draft202012Validator:
     return cached[1]
 
 
+_compiled: dict[int, tuple[dict, t.Any]] = {}
+
+
+def accepts(schema: dict, value: t.Any) -> bool:
+    """True if the compiled validator finds `value` valid (then the Python one would too); False
+    means: ask the Python validator, which lists the violations, if any."""
+    cached = _compiled.get(id(schema))
+    if cached is None or cached[0] is not schema:
+        if not schema:
+            return True  # see validator_for: a new `{}` per response must not grow the cache
+        cached = _compiled[id(schema)] = (schema, compile_schema(schema))
+    return cached[1].is_valid(value)
+
+
 def compiled_validators() -> int:
     """How many validators are cached: a request must not add one."""
-    return len(_validators)
+    return len(_validators) + len(_compiled)
 
 
 def first_violations(errors: t.Iterable[ValidationError], describe: t.Callable) -> list[dict]:
@@ -179,9 +226,39 @@ class RequestBodyValidator(JSONRequestBodyValidator):
             if self._required:
                 raise MalformedBody("The request needs a JSON body.")
             return
+        if accepts(self._schema, body):
+            return
         violations = first_violations(validator_for(self._schema).iter_errors(body), body_violations)
         if violations:
             raise InvalidRequest(violations, limit=MAX_LISTED_VIOLATIONS)
+
+    async def read(self, receive: Receive, scope: Scope) -> tuple[t.Any, Receive, Scope]:
+        """`wrap_receive` (Connexion's, validators/abstract.py) that also returns the parsed body
+        (None for an empty one), so that the handler gets it without a second parse."""
+        if not int(Headers(scope=scope).get("content-length", 0)):
+            body = self._schema.get("default")
+            if body is None and self._required:
+                raise BadRequestProblem("RequestBody is required")
+            receive, scope = self._insert_body(receive, body=body, scope=scope)
+        messages = []
+
+        async def stream() -> t.AsyncGenerator[bytes, None]:
+            more_body = True
+            while more_body:
+                message = await receive()
+                messages.append(message)
+                more_body = message.get("more_body", False)
+                yield message.get("body", b"")
+            yield b""
+
+        body = await self._parse(stream(), scope=scope)
+        if not (body is None and self._nullable):
+            self._validate(body)
+        return (
+            (None if body is NO_BODY else body),
+            AbstractRequestBodyValidator._insert_messages(receive, messages=messages),
+            scope,
+        )
 
 
 class ResponseBodyValidator(JSONResponseBodyValidator):
@@ -221,6 +298,8 @@ class RequestParameterValidator(ParameterValidator):
                 if value is None:
                     if param.get("required"):
                         violations.append({"in": location, "name": name, "message": "is required"})
+                    continue
+                if accepts(param["schema"], value):
                     continue
                 for error in validator_for(param["schema"]).iter_errors(value):
                     violations.append({"in": location, "name": name, "message": _message(error)})

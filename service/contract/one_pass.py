@@ -1,0 +1,260 @@
+"""One pass per request, from a plan built once per operation.
+
+Connexion's stock path sends a request through a security layer, a validation layer and a
+context layer, each looking the operation up again, and then through decorators that build a
+parameter validator, two URI parsers and a body validator, parse the query string three times,
+read the body twice and parse it twice, on every request. `OnePass` takes the place of those
+layers (`SecurityMiddleware`, `RequestValidationMiddleware` and the handler call behind
+`ContextMiddleware`) and does the same steps, in the same order, once each:
+
+1. security from the contract (Connexion's own verification function for the operation);
+2. path, query and header parameters, coerced by the URI parser and validated;
+3. the media type against the operation's `consumes` (415);
+4. the body read once, parsed once, validated (`validation.RequestBodyValidator.read`);
+5. the handler called with its arguments (`pipeline.arguments_for`) and Connexion's context set,
+   so `connexion.request` and `connexion.context.operation` work in handlers as before;
+6. the response built as Connexion builds it, its JSON as bytes when the jsonifier can make them.
+
+What the stock path would answer, this answers: `tests/contract/test_adapter_one_pass.py` sends the
+same requests through both and compares status, headers and bodies. Response validation, when
+on (tests, the fuzz run), stays Connexion's own layer in front of this one; in production that
+layer is not in the stack at all.
+"""
+
+import asyncio
+import typing as t
+
+from connexion.context import _context, _operation, _receive, _scope
+from connexion.datastructures import MediaTypeDict, NoContent
+from connexion.decorators.parameter import CONTEXT_NAME, pythonic, unwrap_decorators
+from connexion.decorators.response import BaseResponseDecorator
+from connexion.exceptions import UnsupportedMediaTypeProblem
+from connexion.frameworks.starlette import Starlette as StarletteFramework
+from connexion.jsonifier import Jsonifier
+from connexion.lifecycle import ConnexionRequest, ConnexionResponse
+from connexion.middleware.abstract import RoutedAPI, RoutedMiddleware
+from connexion.middleware.request_validation import RequestValidationMiddleware
+from connexion.middleware.response_validation import ResponseValidationMiddleware
+from connexion.middleware.routing import RoutingMiddleware
+from connexion.middleware.security import SecurityMiddleware, SecurityOperation
+from connexion.operations import AbstractOperation
+from connexion.security import SecurityHandlerFactory
+from connexion.utils import extract_content_type, is_json_mimetype, is_nullable, split_content_type
+from connexion.validators import VALIDATOR_MAP as CONNEXION_VALIDATOR_MAP
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import QueryParams
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from service.contract import media_types, pipeline
+
+_unpack = BaseResponseDecorator._unpack_handler_response
+_update_headers = BaseResponseDecorator._update_headers
+
+
+def _security_query_params(operation: AbstractOperation) -> list[str]:
+    """Query parameters that carry credentials (Connexion's RequestValidationOperation)."""
+    return [
+        operation.security_schemes[name]["name"]
+        for requirement in operation.security or []
+        for name in requirement
+        if operation.security_schemes[name]["type"] == "apiKey" and operation.security_schemes[name]["in"] == "query"
+    ]
+
+
+def _query_lists(query_string: bytes) -> dict[str, list[str]]:
+    """Every value of every name, in one pass (Connexion calls `getlist` once per name)."""
+    grouped: dict[str, list[str]] = {}
+    for name, value in QueryParams(query_string).multi_items():
+        grouped.setdefault(name, []).append(value)
+    return grouped
+
+
+class OperationPass:
+    """One operation's plan: what never changes between its requests, built once."""
+
+    def __init__(
+        self,
+        operation: AbstractOperation,
+        *,
+        security_handler_factory: SecurityHandlerFactory,
+        strict_validation: bool,
+        validator_map: dict,
+        uri_parser_class: type,
+        jsonifier: t.Any,
+        pythonic_params: bool,
+    ) -> None:
+        self.operation = operation
+        self.verify = (
+            SecurityOperation.from_operation(
+                operation, next_app=None, security_handler_factory=security_handler_factory
+            ).verification_fn
+            if operation.security
+            else None
+        )
+        self.uri_parser = uri_parser_class(operation.parameters, operation.body_definition())
+        self.parameters = validator_map["parameter"](
+            operation.parameters,
+            uri_parser=self.uri_parser,
+            strict_validation=strict_validation,
+            security_query_params=_security_query_params(operation),
+        )
+        self.consumes = MediaTypeDict([(media.lower(), None) for media in operation.consumes])
+        self.default_media_type = operation.consumes[0] if operation.consumes else "application/octet-stream"
+        self.body_validators = validator_map["body"]
+        self.strict_validation = strict_validation
+        self._utf8_body_validators: dict[str, t.Any] = {}  # by media type of `consumes`: bounded
+
+        function = operation.function
+        self.function = function
+        self.is_coroutine = asyncio.iscoroutinefunction(unwrap_decorators(function)) or asyncio.iscoroutinefunction(
+            function
+        )
+        self.arguments, self.has_kwargs = pipeline.inspect_function_arguments(unwrap_decorators(function))
+        self.sanitize = pythonic if pythonic_params else pipeline.sanitized
+        self.takes_body = operation.is_request_body_defined and (
+            self.has_kwargs or self.sanitize(operation.body_name("")) in self.arguments
+        )
+        self.dumps = getattr(jsonifier, "dumps_bytes", None) or jsonifier.dumps
+
+    def _body_validator(self, media_type: str, encoding: str) -> t.Any:
+        """The operation's body validator for this media type, or None when the body is not
+        validated (no schema, or no validator for the media type: Connexion skips it too)."""
+        known = media_type.lower() in self.consumes and encoding == "utf-8"
+        if known and media_type in self._utf8_body_validators:
+            return self._utf8_body_validators[media_type]
+        schema = self.operation.body_schema(media_type)
+        validator = None
+        if schema:
+            try:
+                validator_class = self.body_validators[media_type]
+            except KeyError:
+                validator_class = None
+            if validator_class is not None:
+                validator = validator_class(
+                    schema=schema,
+                    required=self.operation.request_body.get("required", False),
+                    nullable=is_nullable(self.operation.body_definition(media_type)),
+                    encoding=encoding,
+                    strict_validation=self.strict_validation,
+                    uri_parser=self.uri_parser,
+                )
+        if known:
+            self._utf8_body_validators[media_type] = validator
+        return validator
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = ConnexionRequest(scope, receive, uri_parser=self.uri_parser)
+        if self.verify is not None:
+            await self.verify(request)
+        request._query_params = self.uri_parser.resolve_query(_query_lists(scope["query_string"]))
+        self.parameters.validate_request(request)
+
+        content_type = extract_content_type(scope["headers"])
+        media_type, encoding = split_content_type(content_type)
+        media_type = media_type or self.default_media_type
+        encoding = encoding or "utf-8"
+        if self.consumes and media_type.lower() not in self.consumes:
+            raise UnsupportedMediaTypeProblem(
+                detail=f"Invalid Content-type ({media_type}), expected {self.operation.consumes}"
+            )
+        body = None
+        validator = self._body_validator(media_type, encoding)
+        if validator is not None:
+            # The body as validated, also when it came without a Content-Type and was taken for
+            # the operation's media type: Connexion handed such a body over as bytes (a 500).
+            body, receive, scope = await validator.read(receive, scope)
+        elif self.takes_body:
+            body = await ConnexionRequest(scope, receive, uri_parser=self.uri_parser).get_body()
+
+        _context.set(scope.get("extensions", {}).get("connexion_context", {}))
+        _operation.set(self.operation)
+        _receive.set(receive)
+        _scope.set(scope)
+        response = self.respond(await self.call_handler(request, body))
+        await response(scope, receive, send)
+
+    async def call_handler(self, request: ConnexionRequest, body: t.Any) -> t.Any:
+        """Connexion's `prep_kwargs` and the call (decorators/parameter.py and main.py)."""
+        kwargs = pipeline.arguments_for(
+            self.operation,
+            path_params=request.path_params,
+            query_params=request.query_params,
+            body=body,
+            files={},
+            arguments=self.arguments,
+            has_kwargs=self.has_kwargs,
+            sanitize=self.sanitize,
+            content_type=request.mimetype,
+        )
+        kwargs = {self.sanitize(name): value for name, value in kwargs.items()}
+        context = _context.get()
+        for key, value in context.items():
+            if self.has_kwargs or key in self.arguments:
+                kwargs[key] = value
+        if CONTEXT_NAME in self.arguments:
+            kwargs[CONTEXT_NAME] = context
+        if self.is_coroutine:
+            return await self.function(**kwargs)
+        return await run_in_threadpool(self.function, **kwargs)
+
+    def respond(self, handler_response: t.Any) -> Response:
+        """Connexion's response decorator (decorators/response.py), with JSON as bytes."""
+        if StarletteFramework.is_framework_response(handler_response):
+            return handler_response
+        if isinstance(handler_response, ConnexionResponse):
+            return StarletteFramework.connexion_to_framework_response(handler_response)
+        data, status_code, headers = _unpack(handler_response)
+        content_type = media_types.infer_content_type(data, headers)
+        if data is None or data is NoContent:
+            data = None
+        elif content_type and is_json_mimetype(split_content_type(content_type)[0]):
+            data = self.dumps(data)
+        status_code = status_code or (204 if data is None else 200)
+        headers = _update_headers(headers, content_type=content_type)
+        return StarletteFramework.build_response(
+            data, content_type=content_type, status_code=status_code, headers=headers
+        )
+
+
+class OnePassAPI(RoutedAPI[OperationPass]):
+    def __init__(
+        self,
+        *args,
+        strict_validation: bool = False,
+        validator_map: dict | None = None,
+        uri_parser_class: type | None = None,
+        security_map: dict | None = None,
+        jsonifier: t.Any = None,
+        pythonic_params: bool = False,
+        **kwargs,
+    ) -> None:
+        super().__init__(*args, uri_parser_class=uri_parser_class, **kwargs)
+        self.options = {
+            "security_handler_factory": SecurityHandlerFactory(security_map),
+            "strict_validation": strict_validation,
+            "validator_map": {**CONNEXION_VALIDATOR_MAP, **(validator_map or {})},
+            "uri_parser_class": uri_parser_class,
+            "jsonifier": jsonifier or Jsonifier(),  # Connexion's default, as in AsyncApi
+            "pythonic_params": pythonic_params,
+        }
+        self.add_paths()
+
+    def make_operation(self, operation: AbstractOperation) -> OperationPass:
+        return OperationPass(operation, **self.options)
+
+
+class OnePass(RoutedMiddleware[OnePassAPI]):
+    """Security, request validation and the handler call, in one pass per request (module doc)."""
+
+    api_cls = OnePassAPI
+
+
+def one_pass_stack(stock: list, *, validate_responses: bool) -> list:
+    """Connexion's middleware list with `OnePass` in place of its security and request validation
+    layers, and its response validation layer only where responses are validated."""
+    replaced = {SecurityMiddleware, RequestValidationMiddleware, ResponseValidationMiddleware}
+    stack = [middleware for middleware in stock if middleware not in replaced]
+    after_routing = stack.index(RoutingMiddleware) + 1
+    stack[after_routing:after_routing] = [*([ResponseValidationMiddleware] if validate_responses else []), OnePass]
+    return stack
