@@ -74,9 +74,16 @@ class LocalPostgres:
     Start it from the main thread: the parent-death signal follows the thread that started it."""
 
     def __init__(
-        self, data_dir: Path, *, durable: bool = True, bin_dir: Path | None = None, project: Path | None = None
+        self,
+        data_dir: Path,
+        *,
+        durable: bool = True,
+        bin_dir: Path | None = None,
+        project: Path | None = None,
+        settings: dict[str, str] | None = None,
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
+        self.settings = settings or {}  # more server settings (`-c name=value`), such as an extension to preload
         self.project = (project or Path(__file__).resolve().parent.parent).resolve()
         self.durable = durable
         self.account = server_account()
@@ -150,6 +157,7 @@ class LocalPostgres:
         options = ["-c", "listen_addresses=", "-c", f"unix_socket_directories={self.socket_dir}"]
         if not self.durable:
             options += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
+        options += [arg for name, value in self.settings.items() for arg in ("-c", f"{name}={value}")]
         log = open(self.data_dir / "server.log", "ab")  # noqa: SIM115 - the server writes it while it runs
         self.process = subprocess.Popen(
             [str(self.bin_dir / "postgres"), "-D", str(self.data_dir), *options],

@@ -22,8 +22,11 @@ from db.compiled import Compiled, Turns, driver_connection
 from db.tables import NO_DUE_DATE_LAST, PRIORITIES, priority_type, tasks
 from service.errors import InvalidCursor, PreconditionFailed, TaskNotFound
 
-ETAG = sa.func.format(sa.literal_column("'\"%s\"'"), tasks.c.revision).label("etag")
-"""A task's strong ETag: its revision, which the database moves on every real change."""
+_QUOTE = sa.literal_column("'\"'", sa.Text)
+ETAG = (_QUOTE + sa.cast(tasks.c.revision, sa.Text) + _QUOTE).label("etag")
+"""A task's strong ETag: its revision, which the database moves on every real change. Built of
+IMMUTABLE operators (not `format()`, which is STABLE), as Citus requires of an expression in a
+distributed statement's RETURNING or WHERE."""
 TASK_COLUMNS = [column for column in tasks.c if column.name != "revision"] + [ETAG]
 TASK_FIELDS = [str(column.name) for column in TASK_COLUMNS]  # plain str keys for orjson
 

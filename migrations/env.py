@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from db.engine import asyncpg_url
 from db.tables import metadata
+from migrations import distribution
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logging", True):
@@ -25,6 +26,8 @@ def database_url() -> str:
 def run(connection) -> None:
     context.configure(connection=connection, target_metadata=metadata, compare_type=True)
     with context.begin_transaction():
+        if distribution.citus(connection):
+            distribution.prepare(connection)
         context.run_migrations()
 
 

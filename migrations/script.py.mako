@@ -17,6 +17,8 @@ depends_on = ${repr(depends_on)}
 
 def upgrade() -> None:
     ${upgrades if upgrades else "pass"}
+    # A new table of user data: list it in migrations/distribution.py and end with
+    # `distribution.distribute()` (it runs on Citus only), or tox -e citus fails.
 
 
 def downgrade() -> None:

@@ -9,9 +9,11 @@ from starlette.testclient import TestClient
 
 from app import create_app
 from cli import migrate
-from db.local_server import LocalPostgres
+from db.local_server import LocalPostgres, find_binaries
 from service.auth import TokenVerifier
 from service.settings import Settings
+from tests.citus import CitusCluster, citus_cluster
+from tests.citus_build import CitusUnavailable, ensure_citus
 from tests.live_server import throwaway_database
 from tests.pgbouncer import pgbouncer
 
@@ -20,9 +22,10 @@ TEST_SECRET = "test-secret-that-is-at-least-32-bytes-long"
 
 @dataclass
 class Database:
-    url: str  # what the service uses: through PgBouncer when TEST_THROUGH_PGBOUNCER is set
+    url: str  # what the service uses: through PgBouncer or Citus's coordinator when asked
     server: LocalPostgres | None
     direct_url: str = ""  # the server itself, for migrations and tests that look under the service
+    cluster: CitusCluster | None = None  # with TEST_THROUGH_CITUS: the cluster `server` coordinates
 
     def __post_init__(self) -> None:
         self.direct_url = self.direct_url or self.url
@@ -32,14 +35,34 @@ class Database:
         return self.url != self.direct_url
 
 
+# The cluster's own tests need the cluster: they run with it, in `tox -e citus`.
+collect_ignore = [] if os.environ.get("TEST_THROUGH_CITUS") else ["test_citus.py"]
+
+
+def pytest_sessionstart(session) -> None:
+    """On a machine without Citus, one line on how to get it, not an error per test."""
+    if os.environ.get("TEST_THROUGH_CITUS"):
+        try:
+            ensure_citus(find_binaries())
+        except CitusUnavailable as error:
+            pytest.exit(str(error), returncode=1)
+
+
 @pytest.fixture(scope="session")
 def database():
     """TEST_DATABASE_URL if given, else a throwaway server of our own, migrated; with
-    TEST_THROUGH_PGBOUNCER=1 the service reaches it through a transaction-mode PgBouncer."""
+    TEST_THROUGH_PGBOUNCER=1 the service reaches it through a transaction-mode PgBouncer; with
+    TEST_THROUGH_CITUS=1 it is a Citus cluster (a coordinator and two workers), its tables
+    distributed by the migrations."""
     url = os.environ.get("TEST_DATABASE_URL")
     if url:
         migrate(url)
         yield Database(url, None)
+        return
+    if os.environ.get("TEST_THROUGH_CITUS"):
+        with citus_cluster() as cluster:
+            migrate(cluster.url)
+            yield Database(cluster.url, cluster.coordinator, cluster=cluster)
         return
     with throwaway_database() as server:
         if os.environ.get("TEST_THROUGH_PGBOUNCER"):
