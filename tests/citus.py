@@ -73,7 +73,10 @@ class CitusCluster:
         return [self.coordinator, *self.workers]
 
     def _start(self, name: str) -> LocalPostgres:
-        node = LocalPostgres(self.root / name, durable=False, bin_dir=self.bin_dir, settings=NODE_SETTINGS).start()
+        node = LocalPostgres(self.root / name, durable=False, bin_dir=self.bin_dir, settings=dict(NODE_SETTINGS))
+        # How a node reaches itself (the rebalancer does): its own socket, never localhost:5432.
+        node.settings["citus.local_hostname"] = str(node.socket_dir)
+        node.start()
         try:
             sql(node, "CREATE EXTENSION citus")
             if name == "coordinator":

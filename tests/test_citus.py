@@ -1,10 +1,18 @@
 """On a Citus cluster (`tox -e citus`), `cli.py migrate` distributes every table of user data by
 user, co-located, so each user's rows live on one shard and every statement runs on one node."""
 
+import random
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
 import pytest
 
 from migrations.distribution import DISTRIBUTION_COLUMN, TRIGGER_FUNCTIONS
 from tests.citus import sql
+from tests.conftest import User
+from tests.test_change_feed import sync
 
 
 @pytest.fixture(scope="module")
@@ -53,3 +61,91 @@ def test_one_users_task_lives_on_one_node_with_its_revision_counter_and_tombston
     )
     assert len(nodes) == 1
     assert alice.list_tasks()["items"][0]["etag"] == '"2"', "its revision counter moved on that node"
+
+
+@dataclass
+class Load:
+    """What the API acknowledged to one user's writer: tasks as last answered, ids deleted, and
+    the revision of every task it was given, in the order it was given them."""
+
+    alive: dict[str, dict] = field(default_factory=dict)
+    deleted: set[str] = field(default_factory=set)
+    revisions: list[int] = field(default_factory=list)
+
+    def acknowledged(self, response) -> None:
+        if response.status_code in {200, 201}:
+            task = response.json()
+            self.alive[task["id"]] = task
+            self.revisions.append(int(task["etag"].strip('"')))
+        elif response.status_code == 204:
+            task_id = response.request.url.path.rsplit("/", 1)[1]
+            del self.alive[task_id]
+            self.deleted.add(task_id)
+
+
+def test_a_worker_added_and_the_shards_rebalanced_under_write_load_loses_nothing(cluster, make_user):
+    """While writers create, change and delete through the API, a third worker joins and the
+    rebalancer moves shards onto it by logical replication: no 500, a 503 only with Retry-After,
+    every acknowledged write still there, each user's revisions strictly increasing, and each
+    user's change feed from before the move naming exactly what the writers left."""
+    users = [make_user("load") for _ in range(12)]
+    tokens = {user.id: sync(user)[2] for user in users}
+    stop = threading.Event()
+    statuses: Counter = Counter()
+    without_retry_after: list[int] = []
+    slowest = [0.0]
+    results: dict[str, Load] = {}
+
+    def write(user: User, seed: int) -> None:
+        load = results.setdefault(user.id, Load())
+        chance = random.Random(seed)
+        while not stop.is_set():
+            action, sent = chance.random(), time.monotonic()
+            if action < 0.5 or not load.alive:
+                response = user.call("POST", json={"title": f"task {seed}"})
+            elif action < 0.85:
+                task_id = chance.choice(list(load.alive))
+                response = user.call("PATCH", f"/{task_id}", json={"title": f"edited {chance.random()}"})
+            else:
+                task_id = chance.choice(list(load.alive))
+                response = user.call("DELETE", f"/{task_id}")
+            statuses[response.status_code] += 1
+            slowest[0] = max(slowest[0], time.monotonic() - sent)
+            if response.status_code == 503 and "Retry-After" not in response.headers:
+                without_retry_after.append(response.status_code)
+            load.acknowledged(response)
+
+    writers = [threading.Thread(target=write, args=(user, seed)) for seed, user in enumerate(users)]
+    for writer in writers:
+        writer.start()
+    try:
+        time.sleep(1)
+        before, started = sum(statuses.values()), time.monotonic()
+        cluster.add_worker()
+        sql(cluster.coordinator, "SELECT citus_rebalance_start(shard_transfer_mode => 'force_logical')")
+        sql(cluster.coordinator, "SELECT citus_rebalance_wait()")
+        during, seconds = sum(statuses.values()) - before, time.monotonic() - started
+        time.sleep(1)
+    finally:
+        stop.set()
+        for writer in writers:
+            writer.join()
+
+    new_worker = cluster.workers[-1].socket_dir
+    moved = sql(cluster.coordinator, f"SELECT count(*) AS shards FROM citus_shards WHERE nodename = '{new_worker}'")
+    total = sum(statuses.values())
+    print(
+        f"rebalance under load: {total} requests, {during} of them in the {seconds:.1f} s from adding the worker "
+        f"to the rebalance's end; statuses {dict(statuses)}; slowest {slowest[0]:.1f} s; "
+        f"{moved[0]['shards']} shards moved"
+    )
+    assert moved[0]["shards"] > 0, "the new worker took shards"
+    assert set(statuses) <= {200, 201, 204, 503}, statuses
+    assert statuses[503] <= total // 20 and not without_retry_after, "a few 503s at most, each saying when to retry"
+    for user in users:
+        load = results[user.id]
+        assert load.revisions == sorted(set(load.revisions)), "one user's revisions strictly increase"
+        now = {task["id"]: task for task in user.list_tasks(limit=200)["items"]}
+        assert now == load.alive, "every acknowledged write is there, as it was acknowledged"
+        changed, deleted, _ = sync(user, tokens[user.id])
+        assert changed == load.alive and deleted == load.deleted, "the change feed names every change"
