@@ -8,6 +8,7 @@ from pathlib import Path
 
 import orjson
 from connexion import AsyncApp
+from connexion.datastructures import MediaTypeDict
 from connexion.jsonifier import Jsonifier
 from connexion.middleware import ConnexionMiddleware, MiddlewarePosition
 from connexion.middleware.swagger_ui import SwaggerUIMiddleware
@@ -15,17 +16,20 @@ from connexion.resolver import Resolver
 from starlette.middleware.cors import CORSMiddleware
 
 import handlers.changes
+import handlers.events
 import handlers.health
 import handlers.tasks
 from db.changes import ChangeFeed
 from db.engine import create_engine
 from db.housekeeping import purge_every
+from db.listener import ChangeListener
 from db.schema import SchemaCheck, expected_revision
 from db.tasks import TaskStore
-from service import contract, errors
+from service import contract, errors, event_stream
 from service.auth import TokenVerifier
 from service.cors import cors_options
 from service.docs import ContractDocs
+from service.fanout import Fanout
 from service.limits import RequestLimits
 from service.metrics import Metrics
 from service.rate_limit import RateLimiter
@@ -33,7 +37,7 @@ from service.request_context import RequestContextMiddleware
 from service.settings import Settings
 
 SPEC_PATH = Path(__file__).parent / "openapi" / "tasks.yaml"
-HANDLER_MODULES = (handlers.tasks, handlers.changes, handlers.health)
+HANDLER_MODULES = (handlers.tasks, handlers.changes, handlers.events, handlers.health)
 MIDDLEWARES = [m for m in ConnexionMiddleware.default_middlewares if m is not SwaggerUIMiddleware]
 """Connexion's stack but its Swagger UI, which `service/docs.py` replaces: one router fewer per request."""
 
@@ -58,6 +62,33 @@ class OrjsonJsonifier(Jsonifier):
         return orjson.loads(data)
 
 
+RESPONSE_VALIDATORS = MediaTypeDict(
+    {**contract.VALIDATOR_MAP["response"], event_stream.MEDIA_TYPE: event_stream.EventStreamValidator}
+)
+
+
+def live_updates(settings: Settings, engine) -> tuple[ChangeFeed, Fanout, ChangeListener | None, list[asyncio.Task]]:
+    """The change feed, the fan-out to this process's streams, and what wakes them: a listener
+    on a direct connection (DB_LISTEN_URL, else DATABASE_URL unless it is a pooler) with a
+    safety poll, or, behind a pooler without a direct URL, a faster poll alone."""
+    feed = ChangeFeed(engine)
+    fanout = Fanout(per_user=settings.streams_per_user, per_worker=settings.streams_per_worker)
+    listen_url = settings.db_listen_url or (None if settings.db_pgbouncer else settings.database_url)
+    listener = None
+    if listen_url:
+        listener = ChangeListener(
+            listen_url,
+            on_change=fanout.wake,
+            on_reconnect=fanout.wake_all,
+            connect_timeout=settings.db_connect_timeout_seconds,
+        )
+    poll_seconds = settings.live_safety_poll_seconds if listener else settings.live_poll_seconds
+    tasks = [asyncio.create_task(fanout.poll(poll_seconds, feed.revisions))]
+    if listener:
+        tasks.append(asyncio.create_task(listener.run()))
+    return feed, fanout, listener, tasks
+
+
 def create_app(settings: Settings | None = None, *, one_pass: bool = True) -> AsyncApp:
     """The app; `one_pass=False` keeps Connexion's stock request path (the equivalence tests
     compare the two)."""
@@ -80,6 +111,7 @@ def create_app(settings: Settings | None = None, *, one_pass: bool = True) -> As
                 tombstone_seconds=tombstone_seconds,
             )
         )
+        feed, fanout, listener, live_tasks = live_updates(settings, engine)
         # What is loaded by now (the contract, Connexion, SQLAlchemy, compiled validators) lives as
         # long as the process: frozen, no collection walks it again; and young objects are
         # collected every 10,000 allocations, not 700. Measured on a GET at 10 connections: p99
@@ -89,15 +121,27 @@ def create_app(settings: Settings | None = None, *, one_pass: bool = True) -> As
         gc.set_threshold(10_000, 10, 10)
         try:
             yield {
-                "tasks": TaskStore(engine, idempotency_key_seconds=key_seconds, in_transactions=settings.db_pgbouncer),
-                "changes": ChangeFeed(engine),
+                "tasks": TaskStore(
+                    engine,
+                    idempotency_key_seconds=key_seconds,
+                    in_transactions=settings.db_pgbouncer,
+                    on_change=listener.changed if listener else None,
+                ),
+                "changes": feed,
+                "fanout": fanout,
+                "stream_lifetime_seconds": settings.stream_lifetime_seconds,
+                "stream_keepalive_seconds": settings.stream_keepalive_seconds,
                 "schema": SchemaCheck(engine, expected_revision()),
                 "require_if_match": settings.require_if_match,
                 "token_verifier": TokenVerifier(settings, max_user_id_length=user_id_schema["maxLength"]),
                 "rate_limiter": RateLimiter(settings),
             }
         finally:
+            fanout.end_all()
             housekeeping.cancel()
+            for task in live_tasks:
+                task.cancel()
+            await asyncio.gather(*live_tasks, return_exceptions=True)
             await engine.dispose()
 
     app = AsyncApp(
@@ -109,7 +153,7 @@ def create_app(settings: Settings | None = None, *, one_pass: bool = True) -> As
             if one_pass
             else list(MIDDLEWARES)
         ),
-        validator_map=contract.VALIDATOR_MAP,
+        validator_map={**contract.VALIDATOR_MAP, "response": RESPONSE_VALIDATORS},
         uri_parser_class=contract.URIParser,
     )
     app.add_api(

@@ -12,6 +12,7 @@ import binascii
 from dataclasses import dataclass
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from db.tables import task_tombstones, tasks, user_revisions
@@ -46,6 +47,15 @@ class Changes:
     next_since: str
     has_more: bool
 
+    def page(self) -> dict:
+        """The page as `listChanges` answers it and each event of `streamChanges` carries it."""
+        return {
+            "changes": self.changes,
+            "deleted": self.deleted,
+            "next_since": self.next_since,
+            "has_more": self.has_more,
+        }
+
 
 class ChangeFeed:
     def __init__(self, engine: AsyncEngine) -> None:
@@ -74,6 +84,16 @@ class ChangeFeed:
         deleted = [str(row[2]) for row in page if row[1]]
         last = page[-1][0] if page else since
         return Changes(changes, deleted, encode_since(last), has_more=len(rows) > limit)
+
+    async def revisions(self, user_ids: list[str]) -> dict[str, int]:
+        """The latest revision of each of these users who has one: the live streams' poll, one
+        query for every stream of the process."""
+        statement = sa.select(user_revisions.c.user_id, user_revisions.c.revision).where(
+            user_revisions.c.user_id == sa.any_(sa.bindparam("users", type_=ARRAY(sa.Text)))
+        )
+        async with self.engine.connect() as connection:
+            rows = await connection.execute(statement, {"users": user_ids})
+            return {user_id: revision for user_id, revision in rows}
 
 
 async def purge_tombstones(connection: AsyncConnection, seconds: float, batch: int) -> int:

@@ -9,6 +9,7 @@ import binascii
 import functools
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import NoReturn
@@ -216,12 +217,19 @@ def _delete(conditional: bool) -> Compiled:
 class TaskStore:
     """The tasks of every user, reached only through a user id. A write may be conditional on
     the task's ETag being one of `if_match`; the check is part of the write's own statement.
-    `in_transactions` as the engine is set up: behind a transaction-mode pooler."""
+    `in_transactions` as the engine is set up: behind a transaction-mode pooler. `on_change` is
+    told the user after each write has committed (the live streams' wake-up, db/listener.py)."""
 
     def __init__(
-        self, engine: AsyncEngine, *, idempotency_key_seconds: float = 24 * 3600, in_transactions: bool = False
+        self,
+        engine: AsyncEngine,
+        *,
+        idempotency_key_seconds: float = 24 * 3600,
+        in_transactions: bool = False,
+        on_change: Callable[[str], None] | None = None,
     ) -> None:
         self.engine = engine
+        self.on_change = on_change or (lambda _user_id: None)
         self.idempotency_key_seconds = idempotency_key_seconds
         self.in_transactions = in_transactions
         self.turns = Turns(engine)
@@ -249,7 +257,9 @@ class TaskStore:
         the key first created and True if this is a replay."""
         values = {**fields, "user_id": user_id}
         if idempotency_key is None:
-            return await self._one(_insert_compiled(frozenset(fields)), values), False
+            task = await self._one(_insert_compiled(frozenset(fields)), values)
+            self.on_change(user_id)
+            return task, False
         key, fingerprint = idempotency_key
         async with self.engine.connect() as connection:
             connection = await connection.execution_options(isolation_level="READ COMMITTED")
@@ -260,6 +270,7 @@ class TaskStore:
                 row = (await connection.execute(_insert(frozenset(fields)), values)).one()
                 task = dict(zip(TASK_FIELDS, row, strict=False))
                 await idempotency.record(connection, user_id, key, fingerprint, task)
+        self.on_change(user_id)
         return task, False
 
     async def get(self, user_id: str, task_id: uuid.UUID) -> dict:
@@ -274,12 +285,14 @@ class TaskStore:
         task = await self._one(statement, {**fields, "user_id": user_id, "task_id": task_id, "if_match": if_match})
         if task is None:
             await self._missed(user_id, task_id, if_match)
+        self.on_change(user_id)
         return task
 
     async def delete(self, user_id: str, task_id: uuid.UUID, *, if_match: list[str] | None = None) -> None:
         values = {"user_id": user_id, "task_id": task_id, "if_match": if_match}
         if not await self._fetch(_delete(if_match is not None), values):
             await self._missed(user_id, task_id, if_match)
+        self.on_change(user_id)
 
     async def page(
         self, user_id: str, where: ListFilter, *, sort: str, order: str, limit: int, cursor: str | None

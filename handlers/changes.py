@@ -7,4 +7,4 @@ from db.changes import decode_since
 
 async def list_changes(user_id: str, limit: int, since: str | None = None):
     feed = await request.state.changes.after(user_id, decode_since(since) if since else None, limit)
-    return {"changes": feed.changes, "deleted": feed.deleted, "next_since": feed.next_since, "has_more": feed.has_more}
+    return feed.page()

@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
 BEARER_CHALLENGE = 'Bearer realm="tasks"'
 RETRY_AFTER_SECONDS = 5
-LIMIT_CODES = {"BODY_TOO_LARGE", "TOO_MANY_PARAMETERS", "RATE_LIMITED"}
+LIMIT_CODES = {"BODY_TOO_LARGE", "TOO_MANY_PARAMETERS", "RATE_LIMITED", "TOO_MANY_STREAMS", "STREAMS_FULL"}
 """Problems that refuse a request for what it would cost: counted in the metrics."""
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 
@@ -176,6 +176,28 @@ class RateLimited(ApiProblem):
     code = "RATE_LIMITED"
 
 
+class TooManyStreams(ApiProblem):
+    status_code = 429
+    code = "TOO_MANY_STREAMS"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"This user already has {limit} event streams open here; close one or retry later.",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+
+
+class StreamsFull(ApiProblem):
+    status_code = 503
+    code = "STREAMS_FULL"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"This server process holds {limit} event streams, as many as it may; retry shortly.",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+
+
 class DatabaseFault(ApiProblem):
     """The database could not do the work; a retry later may succeed."""
 
@@ -261,7 +283,7 @@ def problem(
 def problem_from_exception(_request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
     """The one error handler: known problems keep their status, faults become 503 or 500."""
     if isinstance(exc, ProblemException):
-        if exc.status >= 500 and not isinstance(exc, DatabaseFault):
+        if exc.status >= 500 and not isinstance(exc, DatabaseFault | StreamsFull):
             logger.error("%s: %s", type(exc).__name__, exc.detail)
         ext = dict(exc.ext or {})
         return problem(

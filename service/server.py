@@ -147,6 +147,21 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._reading_head, self._unparsed_bytes = True, 0
         super().on_message_complete()
 
+    # --- shutdown ---------------------------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        """The server is stopping: an answer still being streamed (an event stream, which would
+        never end by itself) is ended now, cleanly, with its last chunk; the application sees
+        the client gone and stops. Any other answer finishes as uvicorn lets it."""
+        cycle = self.cycle
+        if cycle is not None and cycle.response_started and not cycle.response_complete and cycle.chunked_encoding:
+            cycle.disconnected = True
+            cycle.message_event.set()
+            self.transport.write(b"0\r\n\r\n")
+            self.transport.close()
+            return
+        super().shutdown()
+
     # --- answers of the server's own ------------------------------------------------------------
 
     def _refuse(self, status: int, code: str, detail: str) -> None:
@@ -241,6 +256,10 @@ def serve(app, settings: Settings, host: str, port: int, *, workers: int = 1) ->
         "http": protocol,
         "loop": "asyncio",
         "timeout_keep_alive": settings.keep_alive_seconds,
+        "timeout_graceful_shutdown": settings.shutdown_timeout_seconds,  # then what still runs is cancelled
+        # A worker that takes longer than uvicorn's 5 s to import and start is killed and started
+        # again, forever, on a loaded machine (seen with 6-7 s starts on 2 busy cores).
+        "timeout_worker_healthcheck": 30,
         "log_config": None,
         "access_log": False,
         "proxy_headers": True,

@@ -68,6 +68,15 @@ class Settings:
     idempotency_key_hours: float = 24.0
     tombstone_days: float = 30.0
     housekeeping_seconds: float = 300.0
+    # Live updates (README, "Live updates"): streams of the change feed.
+    db_listen_url: str | None = field(default=None, repr=False)
+    stream_lifetime_seconds: float = 900.0
+    stream_keepalive_seconds: float = 15.0
+    streams_per_user: int = 10
+    streams_per_worker: int = 1000
+    live_poll_seconds: float = 0.25
+    live_safety_poll_seconds: float = 1.0
+    shutdown_timeout_seconds: float = 10.0
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -131,6 +140,14 @@ class Settings:
                 idempotency_key_hours=float(get("IDEMPOTENCY_KEY_HOURS", "24")),
                 tombstone_days=float(get("SYNC_TOMBSTONE_DAYS", "30")),
                 housekeeping_seconds=float(get("HOUSEKEEPING_INTERVAL_SECONDS", "300")),
+                db_listen_url=get("DB_LISTEN_URL") or None,
+                stream_lifetime_seconds=float(get("STREAM_LIFETIME_SECONDS", "900")),
+                stream_keepalive_seconds=float(get("STREAM_KEEPALIVE_SECONDS", "15")),
+                streams_per_user=int(get("STREAMS_PER_USER", "10")),
+                streams_per_worker=int(get("STREAMS_PER_WORKER", "1000")),
+                live_poll_seconds=float(get("LIVE_POLL_SECONDS", "0.25")),
+                live_safety_poll_seconds=float(get("LIVE_SAFETY_POLL_SECONDS", "1")),
+                shutdown_timeout_seconds=float(get("SHUTDOWN_TIMEOUT_SECONDS", "10")),
             )
         except ValueError as error:
             raise ConfigError(f"A numeric setting is not a number: {error}") from None

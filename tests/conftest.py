@@ -83,6 +83,7 @@ def settings(database) -> Settings:
         db_connect_timeout_seconds=2,
         rate_limit="off",  # tests/test_rate_limits.py turns them on
         auth_failure_rate_limit="off",
+        stream_lifetime_seconds=0.3,  # event streams end, so the test client can read them whole
     )
 
 

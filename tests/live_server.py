@@ -23,6 +23,7 @@ class LiveService:
     base_url: str
     env: dict[str, str]
     pid: int
+    process: subprocess.Popen | None = None
 
 
 def free_port() -> int:
@@ -93,7 +94,7 @@ def serving(database: LocalPostgres, validate_responses: bool = True, **settings
         api = subprocess.Popen([sys.executable, "cli.py", "serve", "--port", str(port)], cwd=PROJECT, env=env)
         base_url = f"http://127.0.0.1:{port}"
         wait_until_ready(base_url, api)
-        yield LiveService(base_url, env, api.pid)
+        yield LiveService(base_url, env, api.pid, api)
     finally:
         if api is not None:
             api.terminate()

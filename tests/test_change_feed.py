@@ -31,6 +31,19 @@ def sync(user, since=None, limit=100) -> tuple[dict, dict, str]:
             return changed, deleted, since
 
 
+def forget_deletions(settings) -> None:
+    """Purges every tombstone at once, as the housekeeping does once they are 30 days old."""
+
+    async def purge():
+        engine = create_engine(settings)
+        try:
+            await purge_expired(engine, idempotency_key_seconds=86400, tombstone_seconds=0)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(purge())
+
+
 def test_a_first_sync_gets_every_task_and_a_token(alice):
     tasks = [alice.create_task(title=f"task {n}") for n in range(3)]
     feed = changes(alice)
@@ -70,15 +83,7 @@ def test_a_token_from_before_the_deletions_horizon_is_410_and_a_full_sync_still_
     survivor, doomed = alice.create_task(title="survivor"), alice.create_task(title="doomed")
     old_token = changes(alice)["next_since"]
     alice.call("DELETE", f"/{doomed['id']}")
-
-    async def forget_deletions():
-        engine = create_engine(settings)
-        try:
-            await purge_expired(engine, idempotency_key_seconds=86400, tombstone_seconds=0)
-        finally:
-            await engine.dispose()
-
-    asyncio.run(forget_deletions())
+    forget_deletions(settings)
     response = alice.client.get(f"/api/{alice.id}/tasks/changes", headers=alice.auth, params={"since": old_token})
     assert response.status_code == 410
     assert response.json()["code"] == "SYNC_TOKEN_EXPIRED"
