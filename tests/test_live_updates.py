@@ -303,8 +303,9 @@ def test_behind_pgbouncer_a_direct_listen_url_carries_the_listener(live_database
             assert seconds < 5, "the safety poll is a minute away: only the listener can be this quick"
 
 
-@pytest.mark.parametrize("workers", ["1", "2"])
-@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+@pytest.mark.parametrize(
+    ("stop", "workers"), [(signal.SIGINT, "1"), (signal.SIGTERM, "2")], ids=["ctrl-c-one-worker", "sigterm-two-workers"]
+)
 def test_stopping_the_server_ends_every_open_stream_at_once_and_exits(live_database, make_user_id, workers, stop):
     with serving(live_database, WEB_CONCURRENCY=workers, RATE_LIMIT="off") as service:
         alice = Caller(service, make_user_id("alice"))
