@@ -38,7 +38,7 @@ from pathlib import Path
 import asyncpg
 import psutil
 
-from bench import cost
+from bench import big_user, cost
 from cli import PROJECT
 from db.engine import asyncpg_url
 from service.auth import TokenVerifier
@@ -505,9 +505,12 @@ def main() -> None:
         print("in-process cost of a list request", flush=True)
         asyncio.run(cost.seed(database.url))
         in_process = asyncio.run(cost.measure(database.url, 500, 5))
+        print("one user with 50,000 tasks", flush=True)
+        asyncio.run(big_user.seed(database.url, 50_000))
+        big = big_user.markdown(50_000, big_user.measure(database, secret, 5))
 
     rows = summarise(raw)
-    report = markdown(rows, soaked, in_process, args)
+    report = markdown(rows, soaked, in_process, args) + big
     (OUT / "results.json").write_text(
         json.dumps({"summary": rows, "rounds": raw, "soak": soaked, "in_process_us": in_process}, indent=2)
     )

@@ -57,6 +57,26 @@ class Changes:
         }
 
 
+def feed_statement(user_id: str, since: int, limit: int) -> sa.CompoundSelect:
+    """The first `limit` changes and deletions after `since`, in revision order. Each part
+    reads at most `limit` rows from its (user_id, revision) index, in order, and the page is
+    the first of the two merged: never a sort of every row after `since`."""
+    changed = (
+        sa.select(tasks.c.revision, sa.false(), *TASK_COLUMNS)
+        .where(tasks.c.user_id == user_id, tasks.c.revision > since)
+        .order_by(tasks.c.revision)
+        .limit(limit)
+    )
+    blanks = [sa.null()] * (len(TASK_COLUMNS) - 1)  # a tombstone has only the id, first of TASK_COLUMNS
+    removed = (
+        sa.select(task_tombstones.c.revision, sa.true(), task_tombstones.c.task_id, *blanks)
+        .where(task_tombstones.c.user_id == user_id, task_tombstones.c.revision > since)
+        .order_by(task_tombstones.c.revision)
+        .limit(limit)
+    )
+    return sa.union_all(changed, removed).order_by(sa.literal_column("revision")).limit(limit)
+
+
 class ChangeFeed:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
@@ -65,14 +85,7 @@ class ChangeFeed:
         """Up to `limit` changes after revision `since` (None: from the start, a full sync, which
         purged tombstones cannot spoil), oldest first, in one snapshot."""
         full_sync, since = since is None, since or 0
-        changed = sa.select(tasks.c.revision, sa.false(), *TASK_COLUMNS).where(
-            tasks.c.user_id == user_id, tasks.c.revision > since
-        )
-        blanks = [sa.null()] * (len(TASK_COLUMNS) - 1)  # a tombstone has only the id, first of TASK_COLUMNS
-        removed = sa.select(task_tombstones.c.revision, sa.true(), task_tombstones.c.task_id, *blanks).where(
-            task_tombstones.c.user_id == user_id, task_tombstones.c.revision > since
-        )
-        feed = sa.union_all(changed, removed).order_by(sa.literal_column("revision")).limit(limit + 1)
+        feed = feed_statement(user_id, since, limit + 1)
         purged = sa.select(user_revisions.c.purged_through).where(user_revisions.c.user_id == user_id)
         async with self.engine.connect() as connection:
             rows = (await connection.execute(feed)).all()

@@ -47,6 +47,17 @@ sa.Index("ix_tasks_user_title", tasks.c.user_id, sa.func.lower(tasks.c.title), t
 sa.Index("ix_tasks_user_due", tasks.c.user_id, sa.func.coalesce(tasks.c.due_at, NO_DUE_DATE_LAST), tasks.c.id)
 sa.Index("ix_tasks_user_priority", tasks.c.user_id, tasks.c.priority, tasks.c.id)
 sa.Index("ix_tasks_user_revision", tasks.c.user_id, tasks.c.revision, unique=True)
+# Searches and tag filters (migrations/versions/0006): GIN, led by user_id (btree_gin).
+TRIGRAMS = {"title": "gin_trgm_ops", "description": "gin_trgm_ops"}
+sa.Index("ix_tasks_user_title_trgm", tasks.c.user_id, tasks.c.title, postgresql_using="gin", postgresql_ops=TRIGRAMS)
+sa.Index(
+    "ix_tasks_user_description_trgm",
+    tasks.c.user_id,
+    tasks.c.description,
+    postgresql_using="gin",
+    postgresql_ops=TRIGRAMS,
+)
+sa.Index("ix_tasks_user_tags", tasks.c.user_id, tasks.c.tags, postgresql_using="gin")
 
 user_revisions = sa.Table(
     "user_revisions",

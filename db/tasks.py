@@ -147,8 +147,9 @@ def list_statement(status: str, sort: str, order: str, filters: frozenset[str], 
         statement = statement.where(tasks.c.priority == sa.bindparam("priority", type_=priority_type))
     if "tags" in filters:
         statement = statement.where(tasks.c.tags.contains(sa.bindparam("tags", type_=ARRAY(sa.Text))))
-    if "due_before" in filters:
-        statement = statement.where(tasks.c.due_at < sa.bindparam("due_before", type_=TIMESTAMP(timezone=True)))
+    if "due_before" in filters:  # as the due_date index has it (no due date: never before)
+        due_before = sa.bindparam("due_before", type_=TIMESTAMP(timezone=True))
+        statement = statement.where(SORT_KEYS["due_date"] < due_before)
     if "due_after" in filters:
         statement = statement.where(tasks.c.due_at >= sa.bindparam("due_after", type_=TIMESTAMP(timezone=True)))
     if after:
