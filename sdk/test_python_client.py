@@ -3,6 +3,7 @@
 import re
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 import tasks_api_client.models as models
 import yaml
@@ -120,3 +121,11 @@ def test_the_generated_names_are_the_contracts_names():
     enums_and_objects = {name for name, schema in components.items() if "enum" in schema or "properties" in schema}
     assert set(models.__all__) == enums_and_objects
     assert not [name for name in models.__all__ if re.search(r"Body\d|Response\d{3}|Item$", name)]
+
+
+def test_the_generated_client_leaves_the_event_stream_out():
+    """It would parse a whole stream as one event; Python reads the stream with httpx (README)."""
+    import tasks_api_client.api.tasks as operations
+
+    assert not (Path(operations.__file__).parent / "stream_changes.py").exists()
+    assert (Path(operations.__file__).parent / "list_changes.py").exists()
