@@ -106,7 +106,31 @@ def cmd_serve(args) -> None:
 
     settings = Settings.from_env()
     refuse_a_taken_port(args.host, args.port)
+    check_database(settings, wait=args.wait_for_database or settings.wait_for_database, fix="python3 cli.py migrate")
     serve(settings, args.host, args.port, workers=args.workers)
+
+
+def rerun(arguments: str) -> str:
+    """This command again with other arguments, as the reader ran it: under tox or not."""
+    if os.environ.get("TOX_ENV_NAME"):
+        return f"python3 -m tox -e {os.environ['TOX_ENV_NAME']} -- {arguments}"
+    return f"python3 cli.py {sys.argv[1] if len(sys.argv) > 1 else 'serve'} {arguments}"
+
+
+def check_database(settings, *, wait: bool, fix: str) -> None:
+    """Refuses to serve a database that is unreachable, unmigrated or behind, in one line that
+    says what fixes it, unless told to wait for it: then every call is a 503 until it is ready."""
+    from db.start_check import DatabaseNotReady, check
+
+    try:
+        check(settings)
+    except DatabaseNotReady as error:
+        remedy = error.remedy or f"run `{fix}` first"
+        if not wait:
+            raise CommandError(
+                f"{error}: {remedy}, or start with --wait-for-database to answer 503 until then."
+            ) from None
+        print(f"tasks-api: {error}: answering 503 until it is ready ({remedy}).", file=sys.stderr)
 
 
 def refuse_a_taken_port(host: str, port: int) -> None:
@@ -146,7 +170,11 @@ def cmd_dev(args) -> None:
     refuse_a_taken_port(args.host, args.port)
     server = None
     database_url = os.environ.get("DATABASE_URL")
-    if not database_url:
+    if database_url:
+        from db.start_check import postgres_url
+
+        postgres_url(database_url)  # one line for a URL that cannot work, before anything starts
+    else:
         server = LocalPostgres(local_postgres_dir()).start()
         database_url = server.url
     try:
@@ -159,6 +187,8 @@ def cmd_dev(args) -> None:
             jwt_secret=secret,
             cors_origins=tuple(origin.strip() for origin in cors_origins.split(",") if origin.strip()),
         )
+        if server is None and not args.migrate:
+            check_database(settings, wait=args.wait_for_database or settings.wait_for_database, fix=rerun("--migrate"))
         token = TokenVerifier(settings).mint(DEV_USER, lifetime_seconds=24 * 3600)
         base = f"http://{args.host}:{args.port}"
         print(
@@ -194,6 +224,9 @@ def cmd_migrate(args) -> None:
     database_url = os.environ.get("DATABASE_URL")
     if not database_url:
         raise SystemExit("DATABASE_URL is not set: point it at the database to migrate (or use --local).")
+    from db.start_check import postgres_url
+
+    postgres_url(database_url)
     migrate(database_url)
 
 
@@ -229,6 +262,11 @@ def main(argv: list[str] | None = None) -> None:
         sub = commands.add_parser(name, help=handler.__doc__)
         sub.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
         sub.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+        sub.add_argument(
+            "--wait-for-database",
+            action="store_true",
+            help="start even if the database is unreachable or not migrated, answering 503 until it is ready",
+        )
         sub.set_defaults(handler=handler)
     commands.choices["dev"].add_argument("--migrate", action="store_true", help="also migrate DATABASE_URL")
     commands.choices["serve"].add_argument(

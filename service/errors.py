@@ -219,6 +219,7 @@ _SERVER_STATES = {
     "53300": "The database has no free connections; nothing was changed. Try again shortly.",
 }
 _LOST = "The connection to the database failed; nothing was changed. Try again shortly."
+_UNDEFINED = {"42P01", "42703", "42883"}  # undefined table, column, function: a schema behind the code
 _TIMED_OUT = "The database did not answer in time. Try again shortly."
 
 
@@ -236,6 +237,11 @@ def database_fault(exc: BaseException) -> DatabaseFault | None:
         return DatabaseFault(_TIMED_OUT, code="DATABASE_TIMEOUT")
     if sqlstate in _SERVER_STATES:
         return DatabaseFault(_SERVER_STATES[sqlstate])
+    if sqlstate in _UNDEFINED:  # an operator's step left out, not a bug: the migrations
+        return DatabaseFault(
+            "The database schema is behind this code; nothing was changed. Run the migrations (`cli.py migrate`).",
+            code="SCHEMA_OUT_OF_DATE",
+        )
     lost = OperationalError | InterfaceError | OSError | asyncpg.InterfaceError | asyncpg.InternalClientError
     if sqlstate.startswith("08") or isinstance(exc, lost):
         return DatabaseFault(_LOST)

@@ -45,6 +45,7 @@ class Settings:
     db_pgbouncer: bool = False
     db_connect_timeout_seconds: float = 5.0
     db_statement_timeout_seconds: float = 10.0
+    wait_for_database: bool = False  # start on a database not yet reachable or migrated, answering 503 until it is
     cors_origins: tuple[str, ...] = ()
     validate_responses: bool = False
     log_level: str = "INFO"
@@ -119,6 +120,7 @@ class Settings:
                 db_pgbouncer=_flag(get("DB_PGBOUNCER", "false")),
                 db_connect_timeout_seconds=float(get("DB_CONNECT_TIMEOUT_SECONDS", "5")),
                 db_statement_timeout_seconds=float(get("DB_STATEMENT_TIMEOUT_SECONDS", "10")),
+                wait_for_database=_flag(get("WAIT_FOR_DATABASE", "false")),
                 cors_origins=tuple(o.strip() for o in get("CORS_ORIGINS", "").split(",") if o.strip()),
                 validate_responses=_flag(get("VALIDATE_RESPONSES", "false")),
                 log_level=get("LOG_LEVEL", "INFO").upper(),

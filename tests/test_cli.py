@@ -1,6 +1,7 @@
 """The commands as a newcomer meets them: one line when something is in the way, a reset that
 starts afresh, and several workers serving as one."""
 
+import asyncio
 import http.client
 import os
 import pty
@@ -13,13 +14,17 @@ import time
 import urllib.request
 from pathlib import Path
 
+import asyncpg
+import httpx
 import pytest
+from alembic import command
 
-from cli import PROJECT
+from cli import PROJECT, alembic_config, migrate
 from db.local_server import LocalPostgres, LocalPostgresError
+from db.schema import expected_revision
 from service.auth import TokenVerifier
 from service.settings import Settings
-from tests.live_server import answers, free_port, serving
+from tests.live_server import answers, free_port, serving, throwaway_database, wait_until
 
 
 @pytest.fixture
@@ -159,3 +164,102 @@ def test_a_private_checkout_keeps_the_development_database_where_its_account_can
     )
     assert migrated.returncode == 0, migrated.stderr
     subprocess.run([sys.executable, "cli.py", "reset"], cwd=PROJECT, env=env, check=True, capture_output=True)
+
+
+def start(*arguments: str, env: dict) -> subprocess.CompletedProcess:
+    """A start that is refused before it serves: what it said, and how it ended."""
+    return subprocess.run(
+        [sys.executable, "cli.py", *arguments, "--port", str(free_port())],
+        cwd=PROJECT,
+        env={**ENV, "LOG_LEVEL": "WARNING", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def said_in_one_line(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == "", "no banner"
+    assert result.stderr.count("\n") == 1, result.stderr
+    return result.stderr
+
+
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        ("not a url", "DATABASE_URL is not a database URL: write it as postgresql://"),
+        ("postgresql://u:secret@host:port/db", "DATABASE_URL is not a database URL: write it as postgresql://"),
+        ("mysql://u:secret@localhost/db", "DATABASE_URL is a mysql:// URL: the Tasks API runs on PostgreSQL"),
+        (
+            "postgresql://u:secret@127.0.0.1:1/db",
+            "the database at 127.0.0.1:1/db cannot be reached (Connection refused)",
+        ),
+        (
+            "postgresql://u:secret@no-such-host.invalid/db",
+            "the database at no-such-host.invalid:5432/db cannot be reached",
+        ),
+    ],
+)
+def test_a_database_that_cannot_work_is_said_in_one_line_before_the_banner(url, said):
+    for name in ("serve", "dev"):
+        stderr = said_in_one_line(start(name, env={"DATABASE_URL": url}))
+        assert stderr.startswith(f"tasks-api: {said}"), stderr
+        assert "secret" not in stderr
+
+
+def test_a_database_never_migrated_is_refused_with_the_command_that_migrates_it():
+    with throwaway_database(migrated=False) as database:
+        served = said_in_one_line(start("serve", env={"DATABASE_URL": database.url}))
+        under_tox = said_in_one_line(start("dev", env={"DATABASE_URL": database.url, "TOX_ENV_NAME": "serve"}))
+    assert "has no schema (no migration applied): run `python3 cli.py migrate` first, or start with" in served
+    assert "has no schema (no migration applied): run `python3 -m tox -e serve -- --migrate` first" in under_tox
+
+
+def test_a_database_behind_the_code_is_refused_naming_both_migrations():
+    with throwaway_database(migrated=False) as database:
+        command.upgrade(alembic_config(database.url), "0001")
+        said = said_in_one_line(start("serve", env={"DATABASE_URL": database.url}))
+    assert f"is at migration 0001, this code expects {expected_revision()}: run `python3 cli.py migrate` first" in said
+
+
+def sql(database, statement: str) -> None:
+    async def run():
+        connection = await asyncpg.connect(host=str(database.socket_dir), user="postgres", database="postgres")
+        try:
+            await connection.execute(statement)
+        finally:
+            await connection.close()
+
+    asyncio.run(run())
+
+
+def test_told_to_wait_it_answers_503_until_the_database_is_migrated_then_works():
+    """A deployment that migrates beside the service: no call is a 500 while the schema is missing
+    or behind, and the service recovers without a restart once it is migrated."""
+    with throwaway_database(migrated=False) as database:
+        port = free_port()
+        env = {**ENV, "DATABASE_URL": database.url, "LOG_LEVEL": "WARNING", "WAIT_FOR_DATABASE": "true"}
+        serve = [sys.executable, "cli.py", "serve", "--port", str(port)]
+        api = subprocess.Popen(serve, cwd=PROJECT, env=env, stderr=subprocess.PIPE, text=True)
+        try:
+            base = f"http://127.0.0.1:{port}"
+            wait_until(lambda: answers(f"{base}/health"), "the API", api, seconds=60)
+            settings = Settings.from_env({}, database_url="unused", jwt_secret=ENV["BETTER_AUTH_SECRET"])
+            auth = {"Authorization": f"Bearer {TokenVerifier(settings).mint('waiting')}"}
+            tasks = f"{base}/api/waiting/tasks"
+            missing = [httpx.get(f"{base}/ready"), httpx.get(tasks, headers=auth)]
+            missing.append(httpx.post(tasks, headers=auth, json={"title": "early"}))
+            migrate(database.url)
+            migrated = [httpx.get(f"{base}/ready"), httpx.post(tasks, headers=auth, json={"title": "on time"})]
+            sql(database, "ALTER TABLE tasks DROP COLUMN priority")  # a migration undone under it
+            behind = [httpx.get(tasks, headers=auth), httpx.post(tasks, headers=auth, json={"title": "late"})]
+        finally:
+            api.terminate()
+            said = api.communicate(timeout=30)[1]
+    assert [answer.status_code for answer in missing] == [503, 503, 503]
+    assert {answer.json()["code"] for answer in missing} == {"SCHEMA_OUT_OF_DATE"}
+    assert [answer.status_code for answer in migrated] == [200, 201]
+    assert [answer.status_code for answer in behind] == [503, 503], behind[0].text
+    assert {answer.json()["code"] for answer in behind} == {"SCHEMA_OUT_OF_DATE"}
+    assert said.splitlines()[0].endswith("answering 503 until it is ready (run `python3 cli.py migrate` first).")
