@@ -1,7 +1,7 @@
 """The benchmark: the Tasks API against the floor and FastAPI + SQLModel, in the same run.
 
     python -m bench.run [--seconds 3] [--rounds 3] [--soak-seconds 60] [--only CASE ...]
-                        [--workers 1] [--pool-size 10]
+                        [--workers 1] [--pool-size 10] [--citus]
 
 Starts a throwaway PostgreSQL, migrates and seeds it (users with 20 to 10,000 tasks, tags, due
 dates, completed ones; 100 users for reads and writes), then serves it three ways, one process
@@ -38,12 +38,12 @@ from pathlib import Path
 import asyncpg
 import psutil
 
-from bench import big_user, cost
+from bench import big_user, capacity, cost
 from cli import PROJECT
 from db.engine import asyncpg_url
 from service.auth import TokenVerifier
 from service.settings import Settings
-from tests.live_server import free_port, throwaway_database, wait_until
+from tests.live_server import free_port, wait_until
 
 OUT = PROJECT / "build" / "bench"
 IMPLEMENTATIONS = ("tasks-api", "floor", "fastapi-sqlmodel")
@@ -293,10 +293,16 @@ def follow_pages(base_url: str, user: str, token: str, pages: int) -> str:
     return cursor
 
 
-def measure(server: Server, case: Case, requests: list, seeded: Seeded, seconds: int, script: Path) -> dict:
-    cpu_before = server.cpu_seconds()
+def measure(
+    server: Server, case: Case, requests: list, seeded: Seeded, seconds: int, script: Path, database: list
+) -> dict:
+    cpu_before, database_before = server.cpu_seconds(), capacity.cpu_seconds(database)
     result = wrk(server.base_url, requests, seeded.tokens, case, seconds, script)
     result["cpu_ms_per_request"] = (server.cpu_seconds() - cpu_before) * 1000 / max(result["requests"], 1)
+    database_after = capacity.cpu_seconds(database)
+    database_ms = [(after - before) * 1000 for before, after in zip(database_before, database_after, strict=True)]
+    result["db_cpu_ms_per_request"] = sum(database_ms) / max(result["requests"], 1)
+    result["coordinator_cpu_ms_per_request"] = database_ms[0] / max(result["requests"], 1)  # the only one, or Citus's
     result["peak_rss_mb"] = server.peak_rss_mb()
     return result
 
@@ -343,8 +349,8 @@ def summarise(raw: dict) -> list[dict]:
         for name in IMPLEMENTATIONS:
             row[name] = median_of(raw[case.name][name])
         api, floor, fastapi = row["tasks-api"], row["floor"], row["fastapi-sqlmodel"]
-        row["vs_floor"] = api["requests_per_second"] / floor["requests_per_second"]
-        row["vs_fastapi"] = api["requests_per_second"] / fastapi["requests_per_second"]
+        row["vs_floor"] = api["requests_per_second"] / max(floor["requests_per_second"], 1e-9)
+        row["vs_fastapi"] = api["requests_per_second"] / max(fastapi["requests_per_second"], 1e-9)  # 0 when swamped
         row["p99_vs_floor"] = api["p99_ms"] / max(floor["p99_ms"], 0.001)
         row["cpu_vs_floor"] = api["cpu_ms_per_request"] / max(floor["cpu_ms_per_request"], 1e-6)
         rows.append(row)
@@ -455,6 +461,7 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", help="cases whose name starts with one of these")
     parser.add_argument("--workers", type=int, default=1, help="worker processes of the API (the others: 1)")
     parser.add_argument("--pool-size", type=int, default=10, help="connections of each process (the default)")
+    parser.add_argument("--citus", action="store_true", help="on a Citus cluster (coordinator + 2 workers)")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     script = OUT / "cases.lua"
@@ -463,7 +470,7 @@ def main() -> None:
     secret = "bench-" + os.urandom(24).hex()
     verifier = TokenVerifier(Settings.from_env({}, database_url="unused", jwt_secret=secret))
     raw: dict = {}
-    with throwaway_database() as database:
+    with capacity.database(args.citus) as (database, database_servers):
         dsn = asyncpg_url(database.url).replace("postgresql+asyncpg", "postgresql")
         seeded = asyncio.run(seed(dsn, verifier))
         env = {
@@ -490,7 +497,7 @@ def main() -> None:
                         requests = requests_for(case, seeded, name, targets)
                         if round_number == 0 and not case.consumes:
                             wrk(server.base_url, requests, seeded.tokens, case, 1, script)  # warm-up
-                        result = measure(server, case, requests, seeded, args.seconds, script)
+                        result = measure(server, case, requests, seeded, args.seconds, script, database_servers)
                         raw.setdefault(case.name, {}).setdefault(name, []).append(result)
                         print(
                             f"  {case.name:58} {name:17} {result['requests_per_second']:8.0f} req/s "
@@ -510,7 +517,7 @@ def main() -> None:
         big = big_user.markdown(50_000, big_user.measure(database, secret, 5))
 
     rows = summarise(raw)
-    report = markdown(rows, soaked, in_process, args) + big
+    report = markdown(rows, soaked, in_process, args) + big + capacity.markdown(rows, args.citus)
     (OUT / "results.json").write_text(
         json.dumps({"summary": rows, "rounds": raw, "soak": soaked, "in_process_us": in_process}, indent=2)
     )
