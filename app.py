@@ -58,6 +58,10 @@ class OrjsonJsonifier(Jsonifier):
     def dumps(self, data, **kwargs) -> str:
         return orjson.dumps(data, default=str).decode()  # default: asyncpg's own UUID type
 
+    def dumps_bytes(self, data) -> bytes:
+        """The body as the response sends it: no decoding to `str` and encoding back."""
+        return orjson.dumps(data, default=str)
+
     def loads(self, data):
         return orjson.loads(data)
 

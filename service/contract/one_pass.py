@@ -22,14 +22,17 @@ layer is not in the stack at all.
 """
 
 import asyncio
+import copy
 import typing as t
 
 from connexion.context import _context, _operation, _receive, _scope
 from connexion.datastructures import MediaTypeDict, NoContent
+from connexion.decorators import parameter as connexion_parameters
 from connexion.decorators.parameter import CONTEXT_NAME, pythonic, unwrap_decorators
 from connexion.decorators.response import BaseResponseDecorator
 from connexion.exceptions import UnsupportedMediaTypeProblem
 from connexion.frameworks.starlette import Starlette as StarletteFramework
+from connexion.http_facts import FORM_CONTENT_TYPES
 from connexion.jsonifier import Jsonifier
 from connexion.lifecycle import ConnexionRequest, ConnexionResponse
 from connexion.middleware.abstract import RoutedAPI, RoutedMiddleware
@@ -39,15 +42,17 @@ from connexion.middleware.routing import RoutingMiddleware
 from connexion.middleware.security import SecurityMiddleware, SecurityOperation
 from connexion.operations import AbstractOperation
 from connexion.security import SecurityHandlerFactory
-from connexion.utils import extract_content_type, is_json_mimetype, is_nullable, split_content_type
+from connexion.utils import is_json_mimetype, is_null, is_nullable, split_content_type
 from connexion.validators import VALIDATOR_MAP as CONNEXION_VALIDATOR_MAP
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import QueryParams
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from service.contract import media_types, pipeline
+from service.contract import media_types, parameters, pipeline
+from service.errors import PROBLEM_JSON
 
+_cast = parameters.connexion_get_val_from_param  # with definitions given one type once, in the plan
 _unpack = BaseResponseDecorator._unpack_handler_response
 _update_headers = BaseResponseDecorator._update_headers
 
@@ -60,6 +65,18 @@ def _security_query_params(operation: AbstractOperation) -> list[str]:
         for name in requirement
         if operation.security_schemes[name]["type"] == "apiKey" and operation.security_schemes[name]["in"] == "query"
     ]
+
+
+def _content_type(headers: list[tuple[bytes, bytes]]) -> str | None:
+    """The request's Content-Type (ASGI header names are lower case)."""
+    for name, value in headers:
+        if name == b"content-type":
+            return value.decode("latin-1")
+    return None
+
+
+def _names_content_type(headers: dict) -> bool:
+    return any(name.lower() == "content-type" for name in headers)
 
 
 def _query_lists(query_string: bytes) -> dict[str, list[str]]:
@@ -116,6 +133,31 @@ class OperationPass:
             self.has_kwargs or self.sanitize(operation.body_name("")) in self.arguments
         )
         self.dumps = getattr(jsonifier, "dumps_bytes", None) or jsonifier.dumps
+        success_types = {media for media in operation.produces if media != PROBLEM_JSON}
+        self.success_type = success_types.pop() if len(success_types) == 1 else None
+        self.success_is_json = bool(self.success_type and is_json_mimetype(split_content_type(self.success_type)[0]))
+        self._plan_arguments(operation)
+
+    def _plan_arguments(self, operation: AbstractOperation) -> None:
+        """Which parameters become which arguments, cast how: the common case of
+        `pipeline.arguments_for`, decided once (None where that general path is kept)."""
+        by_location: dict[str, dict] = {"path": {}, "query": {}}
+        for definition in operation.parameters:
+            if definition["in"] in by_location:
+                typed = {**definition, "schema": parameters.single_type(definition.get("schema", {}))}
+                by_location[definition["in"]][definition["name"]] = (self.sanitize(definition["name"]), typed)
+        defaults = connexion_parameters._get_query_defaults(
+            {name: typed for name, (_, typed) in by_location["query"].items()}
+        )
+        deep_objects = any(
+            definition.get("style") == "deepObject" or definition.get("schema", {}).get("type") == "object"
+            for definition in operation.parameters
+        )
+        self.argument_plan = None
+        if not (self.has_kwargs or deep_objects or any(isinstance(value, dict) for value in defaults.values())):
+            query = {name: plan for name, plan in by_location["query"].items() if plan[0] in self.arguments}
+            body_name = self.sanitize(operation.body_name(""))
+            self.argument_plan = (by_location["path"], query, defaults, body_name if self.takes_body else None)
 
     def _body_validator(self, media_type: str, encoding: str) -> t.Any:
         """The operation's body validator for this media type, or None when the body is not
@@ -150,7 +192,7 @@ class OperationPass:
         request._query_params = self.uri_parser.resolve_query(_query_lists(scope["query_string"]))
         self.parameters.validate_request(request)
 
-        content_type = extract_content_type(scope["headers"])
+        content_type = _content_type(scope["headers"])
         media_type, encoding = split_content_type(content_type)
         media_type = media_type or self.default_media_type
         encoding = encoding or "utf-8"
@@ -174,8 +216,48 @@ class OperationPass:
         response = self.respond(await self.call_handler(request, body))
         await response(scope, receive, send)
 
+    def planned_arguments(self, request: ConnexionRequest, body: t.Any) -> dict | None:
+        """The handler's arguments by the plan; None where it does not apply (a form, a query
+        parameter that is an object): Connexion's rules then, through `pipeline.arguments_for`."""
+        if self.argument_plan is None or request.mimetype in FORM_CONTENT_TYPES:
+            return None
+        path_plan, query_plan, defaults, body_name = self.argument_plan
+        query = request.query_params
+        if any(isinstance(value, dict) for value in query.values()):
+            return None
+        kwargs = {}
+        for name, value in request.path_params.items():
+            plan = path_plan.get(name)
+            kwargs[self.sanitize(name) if plan is None else plan[0]] = value if plan is None else _cast(value, plan[1])
+        for name, value in {**defaults, **query}.items():
+            plan = query_plan.get(name)
+            if plan is not None:
+                kwargs[plan[0]] = _cast(value, plan[1])
+        if body_name is not None:
+            schema = self.operation.body_schema(request.mimetype)
+            if is_nullable(schema) and is_null(body):
+                body = None
+            elif body is None:
+                body = copy.deepcopy(schema.get("default", {}))
+            kwargs[body_name] = body
+        return kwargs
+
     async def call_handler(self, request: ConnexionRequest, body: t.Any) -> t.Any:
         """Connexion's `prep_kwargs` and the call (decorators/parameter.py and main.py)."""
+        kwargs = self.planned_arguments(request, body)
+        if kwargs is None:
+            kwargs = self.general_arguments(request, body)
+        context = _context.get()
+        for key, value in context.items():
+            if self.has_kwargs or key in self.arguments:
+                kwargs[key] = value
+        if CONTEXT_NAME in self.arguments:
+            kwargs[CONTEXT_NAME] = context
+        if self.is_coroutine:
+            return await self.function(**kwargs)
+        return await run_in_threadpool(self.function, **kwargs)
+
+    def general_arguments(self, request: ConnexionRequest, body: t.Any) -> dict:
         kwargs = pipeline.arguments_for(
             self.operation,
             path_params=request.path_params,
@@ -187,16 +269,7 @@ class OperationPass:
             sanitize=self.sanitize,
             content_type=request.mimetype,
         )
-        kwargs = {self.sanitize(name): value for name, value in kwargs.items()}
-        context = _context.get()
-        for key, value in context.items():
-            if self.has_kwargs or key in self.arguments:
-                kwargs[key] = value
-        if CONTEXT_NAME in self.arguments:
-            kwargs[CONTEXT_NAME] = context
-        if self.is_coroutine:
-            return await self.function(**kwargs)
-        return await run_in_threadpool(self.function, **kwargs)
+        return {self.sanitize(name): value for name, value in kwargs.items()}
 
     def respond(self, handler_response: t.Any) -> Response:
         """Connexion's response decorator (decorators/response.py), with JSON as bytes."""
@@ -205,7 +278,10 @@ class OperationPass:
         if isinstance(handler_response, ConnexionResponse):
             return StarletteFramework.connexion_to_framework_response(handler_response)
         data, status_code, headers = _unpack(handler_response)
-        content_type = media_types.infer_content_type(data, headers)
+        if self.success_type and data is not None and data is not NoContent and not _names_content_type(headers):
+            content_type = self.success_type  # what infer_content_type decides, decided once
+        else:
+            content_type = media_types.infer_content_type(data, headers)
         if data is None or data is NoContent:
             data = None
         elif content_type and is_json_mimetype(split_content_type(content_type)[0]):

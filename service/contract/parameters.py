@@ -32,13 +32,13 @@ def _coercible(param_defns: list[dict]) -> list[dict]:
     return cached[1]
 
 
-_connexion_get_val_from_param = connexion_parameters._get_val_from_param
+connexion_get_val_from_param = connexion_parameters._get_val_from_param
 
 
 def get_val_from_param(value: t.Any, param_definitions: dict) -> t.Any:
     """Handler arguments are cast by a second path in Connexion: give it one type too."""
     schema = param_definitions.get("schema", param_definitions)
-    return _connexion_get_val_from_param(value, {**param_definitions, "schema": single_type(schema)})
+    return connexion_get_val_from_param(value, {**param_definitions, "schema": single_type(schema)})
 
 
 def single_type(schema: dict) -> dict:
