@@ -3,9 +3,10 @@
     python -m bench.cost [--requests 500] [--rounds 7] [--calls]
 
 Builds the app with production settings over a throwaway PostgreSQL, seeds a user with 20
-tasks, and calls the ASGI app directly (lifespan included) with the list request the wrk
-benchmark sends, timing each round of requests with the process's CPU clock. The best round
-is the figure: on a shared machine, other load can only make a round slower, never faster.
+tasks, logs as `cli.py serve` does (an access log line per request, written to /dev/null), and
+calls the ASGI app directly (lifespan included) with the list request the wrk benchmark sends,
+timing each round of requests with the process's CPU clock (all its threads). The best round is
+the figure: on a shared machine, other load can only make a round slower, never faster.
 The database server's own work is in another process and not counted.
 
 With `--calls`, one more round runs under cProfile and the figure is the number of function
@@ -14,7 +15,9 @@ two commits can be compared on a busy machine where CPU time cannot."""
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
+import os
 import pstats
 import time
 
@@ -23,6 +26,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from app import create_app
 from service.auth import TokenVerifier
+from service.logs import configure_logging
 from service.settings import Settings
 from tests.live_server import throwaway_database
 
@@ -65,6 +69,9 @@ async def measure(database_url: str, requests: int, rounds: int, *, calls: bool 
     """CPU microseconds per request, one figure per round; with `calls`, the function calls per
     request of one more round as the last figure."""
     settings = Settings.from_env({}, database_url=database_url, jwt_secret="c" * 40, rate_limit="off")
+    devnull = open(os.devnull, "w")  # noqa: SIM115 - the log handler writes to it for the process's life
+    with contextlib.redirect_stderr(devnull):
+        configure_logging(settings.log_level, settings.log_format)
     token = TokenVerifier(settings).mint(USER).encode()
     app = create_app(settings)
     scope = {

@@ -6,9 +6,12 @@ a record can never be made to look like two: the characters that end or reorder 
 C1 controls, DEL, the Unicode line and paragraph separators, bidirectional overrides) are
 escaped, as `\x0a` or `\u2028` in text and `\u2028` inside JSON strings."""
 
+import atexit
 import json
 import logging
+import queue
 import re
+import threading
 import time
 
 from service.request_context import RequestIdFilter
@@ -60,15 +63,57 @@ class JsonFormatter(logging.Formatter):
         return _UNSAFE_IN_JSON.sub(_json_escaped, json.dumps(entry, ensure_ascii=False))
 
 
+class Deferred(logging.Handler):
+    """Formats and writes records on a thread of its own, many per write when they come fast:
+    a request only hands its access log record over (its request id already set, by the filter
+    running here, in the request's context). A record whose arguments could change before the
+    thread formats it has its message made here, as `logging.handlers.QueueHandler` does."""
+
+    def __init__(self, target: logging.Handler) -> None:
+        super().__init__()
+        self.target = target
+        self.records: queue.SimpleQueue = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._write, name="log writer", daemon=True)
+        self.thread.start()
+        atexit.register(self.close)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        args = record.args  # a tuple, or the one mapping given
+        if args and not (isinstance(args, tuple) and all(isinstance(arg, str | int | float) for arg in args)):
+            record.msg, record.args = record.getMessage(), None
+        self.records.put(record)
+
+    def _write(self) -> None:
+        while (record := self.records.get()) is not None:
+            lines = []
+            while record is not None:
+                try:
+                    lines.append(self.target.format(record))
+                except Exception:
+                    self.target.handleError(record)
+                try:
+                    record = self.records.get_nowait()
+                except queue.Empty:
+                    record = None
+            stream = self.target.stream
+            stream.write("\n".join(lines) + "\n")
+            stream.flush()
+
+    def close(self) -> None:
+        """Writes what is queued, then stops the thread (at exit, or when logging is reconfigured)."""
+        if self.thread.is_alive():
+            self.records.put(None)
+            self.thread.join(timeout=5)
+        super().close()
+
+
 def configure_logging(level: str, log_format: str = "text") -> None:
     # No record asks for its caller's file and line, thread or process (the logging HOWTO's
     # "Optimization"): not looking them up is a tenth of the cost of an access log line.
     logging._srcfile = None
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
-    handler = logging.StreamHandler()
+    stream = logging.StreamHandler()
+    stream.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
+    handler = Deferred(stream)
     handler.addFilter(RequestIdFilter())
-    if log_format == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(TextFormatter())
     logging.basicConfig(level=level, handlers=[handler], force=True)
