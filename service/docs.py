@@ -37,6 +37,9 @@ PAGE = """<!DOCTYPE html>
 """
 
 
+DOCS_PREFIX = "/api/docs", "/api/openapi."  # every route below starts with one of these
+
+
 class ContractDocs:
     """Serves the docs paths itself and hands every other request to the API."""
 
@@ -57,5 +60,7 @@ class ContractDocs:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # Only HTTP goes through the router: lifespan events belong to the API.
-        await (self.router if scope["type"] == "http" else self.app)(scope, receive, send)
+        # Only the docs' paths go through the router (a router per request costs every API call):
+        # lifespan events and the API's own paths go straight on.
+        ours = scope["type"] == "http" and scope["path"].startswith(DOCS_PREFIX)
+        await (self.router if ours else self.app)(scope, receive, send)
