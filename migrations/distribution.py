@@ -13,6 +13,7 @@ that is not distributed.
 import sqlalchemy as sa
 from alembic import op
 
+REVISION = "0005"  # the migration that distributes the tables (and whose downgrade brings them back)
 DISTRIBUTION_COLUMN = "user_id"
 USER_TABLES = ("user_revisions", "tasks", "task_tombstones", "idempotency_keys")
 """Distributed by DISTRIBUTION_COLUMN, co-located with the first, in this order."""

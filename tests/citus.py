@@ -23,12 +23,12 @@ NODE_SETTINGS = {
 }
 
 
-def sql(server: LocalPostgres, *statements: str) -> list:
+def sql(server: LocalPostgres, *statements: str, database: str = "postgres") -> list:
     """Runs `statements` in one session on `server` and returns the last one's rows. In a thread
     of its own, so that it works whether or not the caller runs an event loop."""
 
     async def session() -> list:
-        connection = await asyncpg.connect(host=str(server.socket_dir), user="postgres", database="postgres")
+        connection = await asyncpg.connect(host=str(server.socket_dir), user="postgres", database=database)
         try:
             rows = []
             for statement in statements:
@@ -93,6 +93,19 @@ class CitusCluster:
         self.workers.append(worker)
         sql(self.coordinator, f"SELECT citus_add_node('{worker.socket_dir}', 5432)")
         return worker
+
+    def new_database(self, name: str) -> str:
+        """The URL of a new, empty database of the cluster's nodes, Citus in it: a second
+        deployment on the same servers, as one that existed before Citus would be."""
+        for node in self.nodes:
+            if not sql(node, f"SELECT 1 FROM pg_database WHERE datname = '{name}'"):
+                sql(node, f'CREATE DATABASE "{name}"')
+            sql(node, "CREATE EXTENSION citus", database=name)
+        coordinator = self.coordinator.socket_dir
+        sql(self.coordinator, f"SELECT citus_set_coordinator_host('{coordinator}', 5432)", database=name)
+        for worker in self.workers:
+            sql(self.coordinator, f"SELECT citus_add_node('{worker.socket_dir}', 5432)", database=name)
+        return f"postgresql+asyncpg://postgres@/{name}?host={coordinator}"
 
     def stop(self) -> None:
         for node in reversed(self.nodes):

@@ -8,8 +8,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import pytest
+from alembic import command
+from alembic.script import ScriptDirectory
 
-from migrations.distribution import DISTRIBUTION_COLUMN, TRIGGER_FUNCTIONS
+from cli import alembic_config, migrate
+from db.schema import MIGRATIONS
+from migrations.distribution import DISTRIBUTION_COLUMN, REVISION, TRIGGER_FUNCTIONS, USER_TABLES
 from tests.citus import sql
 from tests.conftest import User
 from tests.test_change_feed import sync
@@ -61,6 +65,34 @@ def test_one_users_task_lives_on_one_node_with_its_revision_counter_and_tombston
     )
     assert len(nodes) == 1
     assert alice.list_tasks()["items"][0]["etag"] == '"2"', "its revision counter moved on that node"
+
+
+def test_a_database_with_tasks_from_before_citus_is_distributed_and_back_without_a_change(cluster):
+    """An operator who moves an existing database onto Citus migrates it: the rows move to the
+    shards with their revisions (so every client's ETags and sync tokens stay good), and a
+    downgrade brings them back onto the coordinator as they were."""
+    url = cluster.new_database("adopted")
+    before_distribution = ScriptDirectory(str(MIGRATIONS)).get_revision(REVISION).down_revision
+    command.upgrade(alembic_config(url), before_distribution)
+
+    def rows(query: str) -> list[tuple]:
+        return [tuple(row) for row in sql(cluster.coordinator, query, database="adopted")]
+
+    tasks = "SELECT user_id, id, title, revision, updated_at FROM tasks ORDER BY user_id, id"
+    counters = "SELECT user_id, revision FROM user_revisions ORDER BY user_id"
+    distributed = "SELECT count(*) FROM pg_dist_partition"
+    rows("INSERT INTO tasks (user_id, title) SELECT 'user' || (n % 5), 'task ' || n FROM generate_series(1, 50) n")
+    as_they_were = rows(tasks), rows(counters)
+
+    migrate(url)
+    assert rows(distributed) == [(len(USER_TABLES),)]
+    assert (rows(tasks), rows(counters)) == as_they_were
+    rows("UPDATE tasks SET title = 'changed' WHERE user_id = 'user1' AND title = 'task 1'")
+    assert rows("SELECT revision FROM tasks WHERE title = 'changed'") == [(11,)], "user1's counter goes on from 10"
+
+    command.downgrade(alembic_config(url), before_distribution)
+    assert rows(distributed) == [(0,)]
+    assert len(rows(tasks)) == 50 and rows(counters)[1] == ("user1", 11)
 
 
 @dataclass
