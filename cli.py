@@ -133,11 +133,23 @@ def check_database(settings, *, wait: bool, fix: str) -> None:
         print(f"tasks-api: {error}: answering 503 until it is ready ({remedy}).", file=sys.stderr)
 
 
-def refuse_a_taken_port(host: str, port: int) -> None:
-    if port_in_use(host, port):
+def refuse_a_taken_port(host: str, port: int, *, local_data: Path | None = None) -> None:
+    """One line with the whole way round: under tox the port goes after `--`, and a second copy
+    of the development server needs data of its own as well (its PostgreSQL holds `local_data`)."""
+    if not port_in_use(host, port):
+        return
+    from db.local_server import LocalPostgres
+
+    other = port + 1
+    if local_data is not None and LocalPostgres(local_data, bin_dir=Path("/")).running_pid() is not None:
         raise CommandError(
-            f"port {port} on {host} is in use; pick another with --port {port + 1} (or PORT={port + 1})."
+            f"port {port} on {host} is in use, and another copy of this API runs on {local_data}; stop it "
+            f"(Ctrl-C), or start a second copy with a port and data of its own: "
+            f"`TASKS_API_DATA_DIR=.data-{other} {rerun(f'--port {other}')}`."
         )
+    raise CommandError(
+        f"port {port} on {host} is in use; pick another: `{rerun(f'--port {other}')}` (or PORT={other})."
+    )
 
 
 @contextlib.contextmanager
@@ -167,9 +179,9 @@ def cmd_dev(args) -> None:
     from service.auth import TokenVerifier
     from service.settings import Settings
 
-    refuse_a_taken_port(args.host, args.port)
-    server = None
     database_url = os.environ.get("DATABASE_URL")
+    refuse_a_taken_port(args.host, args.port, local_data=None if database_url else local_postgres_dir())
+    server = None
     if database_url:
         from db.start_check import postgres_url
 
@@ -203,8 +215,10 @@ def cmd_dev(args) -> None:
             f"  curl -s {base}/api/{DEV_USER}/tasks -H 'Authorization: Bearer {token}'\n",
             flush=True,
         )
+        if args.workers > 1:  # each worker reads the environment (cli:worker_app): give it what this chose
+            os.environ.update(DATABASE_URL=database_url, BETTER_AUTH_SECRET=secret, CORS_ORIGINS=cors_origins)
         with ctrl_c_comes_here():
-            serve(settings, args.host, args.port)
+            serve(settings, args.host, args.port, workers=args.workers)
     finally:
         if server is not None:
             server.stop()
@@ -240,6 +254,19 @@ def cmd_token(args) -> None:
     print(TokenVerifier(settings).mint(args.user_id, lifetime_seconds=args.minutes * 60))
 
 
+def cmd_database_url(args) -> None:
+    """Prints the URL of the development PostgreSQL while `tox -e serve` runs it, for `cli.py serve`."""
+    from db.local_server import LocalPostgres
+
+    data = local_postgres_dir()
+    if LocalPostgres(data, bin_dir=Path("/")).running_pid() is None:
+        raise CommandError(
+            f"the development PostgreSQL ({data}) is not running: start `python3 -m tox -e serve` first."
+        )
+    socket_dir = (data / "postmaster.pid").read_text().splitlines()[4]  # where it listens, as PostgreSQL wrote it
+    print(f"postgresql://postgres@/postgres?host={socket_dir}")
+
+
 def cmd_reset(args) -> None:
     """Wipes the development data: the local PostgreSQL's tasks and the development secret."""
     from db.local_server import LocalPostgres
@@ -269,9 +296,10 @@ def main(argv: list[str] | None = None) -> None:
         )
         sub.set_defaults(handler=handler)
     commands.choices["dev"].add_argument("--migrate", action="store_true", help="also migrate DATABASE_URL")
-    commands.choices["serve"].add_argument(
-        "--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "1")), help="worker processes"
-    )
+    for name in ("dev", "serve"):
+        commands.choices[name].add_argument(
+            "--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "1")), help="worker processes"
+        )
     migrate_parser = commands.add_parser("migrate", help=cmd_migrate.__doc__)
     migrate_parser.add_argument("--local", action="store_true", help="the project-local PostgreSQL in .data/")
     migrate_parser.set_defaults(handler=cmd_migrate)
@@ -280,6 +308,7 @@ def main(argv: list[str] | None = None) -> None:
     token_parser.add_argument("--minutes", type=int, default=60)
     token_parser.set_defaults(handler=cmd_token)
     commands.add_parser("reset", help=cmd_reset.__doc__).set_defaults(handler=cmd_reset)
+    commands.add_parser("database-url", help=cmd_database_url.__doc__).set_defaults(handler=cmd_database_url)
 
     args = parser.parse_args(argv)
     from db.local_server import LocalPostgresError

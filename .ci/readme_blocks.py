@@ -90,7 +90,9 @@ def ready(port: int) -> bool:
 
 def start(command: str, port: int, env: dict, seconds: float = 600) -> subprocess.Popen:
     """Runs a serving command in its own process group until /ready answers on `port`."""
-    process = subprocess.Popen(["bash", "-c", command], cwd=ROOT, env=env, start_new_session=True, text=True)
+    process = subprocess.Popen(
+        ["bash", "-euo", "pipefail", "-c", command], cwd=ROOT, env=env, start_new_session=True, text=True
+    )
     deadline = time.monotonic() + seconds
     while not ready(port):
         if process.poll() is not None:
@@ -137,7 +139,7 @@ def check(block: Block, ports: dict[str, str], env: dict) -> str | None:
     if block.kind == "readme-serve":
         port = int(ports.get(block.argument, block.argument))
         try:
-            code = stop(start(text, port, env, seconds=300))
+            code = stop(start(text, port, env, seconds=600))
         except RuntimeError as error:
             return str(error)
         return None if code == 0 else f"Ctrl-C ended it with exit {code}"
@@ -163,9 +165,9 @@ def main() -> None:
         if block.kind == "readme-file":
             (ROOT / block.argument).write_text(on_ports(block.text, ports))
     start_command = next(b.text for b in found if b.kind == "start-command")
-    failures = []
-    server = start(start_command, int(env["PORT"]), env)
+    failures, server = [], None
     try:
+        server = start(start_command, int(env["PORT"]), env)
         for block in found:
             if block.kind == "start-command":
                 continue
@@ -175,7 +177,8 @@ def main() -> None:
                 failures.append(f"README.md:{block.line} ({block.kind}): {failure}")
                 print(f"  FAILED: {failure}", flush=True)
     finally:
-        stop(server)
+        if server is not None:
+            stop(server)
         for path in written:
             path.unlink(missing_ok=True)
     checked = len(found) - 1

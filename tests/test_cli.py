@@ -6,6 +6,7 @@ import http.client
 import os
 import pty
 import select
+import signal
 import socket
 import subprocess
 import sys
@@ -38,23 +39,44 @@ def data_dir() -> Path:
 ENV = {**os.environ, "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none", "BETTER_AUTH_SECRET": "s" * 32}
 
 
-def test_a_taken_port_is_said_in_one_line_before_anything_else():
+def on_a_taken_port(command: str, env: dict) -> tuple[int, subprocess.CompletedProcess]:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
         result = subprocess.run(
-            [sys.executable, "cli.py", "serve", "--port", str(port)],
+            [sys.executable, "cli.py", command, "--port", str(port)],
             cwd=PROJECT,
-            env=ENV,
+            env=env,
             capture_output=True,
             text=True,
         )
+    return port, result
+
+
+def test_a_taken_port_is_said_in_one_line_before_anything_else():
+    port, result = on_a_taken_port("serve", ENV)
     assert result.returncode == 2
     assert result.stdout == ""
-    assert (
-        result.stderr
-        == f"tasks-api: port {port} on 127.0.0.1 is in use; pick another with --port {port + 1} (or PORT={port + 1}).\n"
+    assert result.stderr == (
+        f"tasks-api: port {port} on 127.0.0.1 is in use; pick another: `python3 cli.py serve --port {port + 1}` "
+        f"(or PORT={port + 1}).\n"
+    )
+
+
+def test_a_second_development_server_under_tox_is_told_the_whole_way_in_one_line(data_dir):
+    """The port after `--`, and data of its own: the first copy's PostgreSQL holds `.data`."""
+    first = LocalPostgres(data_dir / "postgres", durable=False).start()
+    try:
+        env = {**os.environ, "TASKS_API_DATA_DIR": str(data_dir), "TOX_ENV_NAME": "serve"}
+        env.pop("DATABASE_URL", None)
+        port, result = on_a_taken_port("dev", env)
+    finally:
+        first.stop()
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert f"another copy of this API runs on {data_dir / 'postgres'}" in result.stderr
+    assert result.stderr.endswith(
+        f"`TASKS_API_DATA_DIR=.data-{port + 1} python3 -m tox -e serve -- --port {port + 1}`.\n"
     )
 
 
@@ -263,3 +285,38 @@ def test_told_to_wait_it_answers_503_until_the_database_is_migrated_then_works()
     assert [answer.status_code for answer in behind] == [503, 503], behind[0].text
     assert {answer.json()["code"] for answer in behind} == {"SCHEMA_OUT_OF_DATE"}
     assert said.splitlines()[0].endswith("answering 503 until it is ready (run `python3 cli.py migrate` first).")
+
+
+def test_several_workers_locally_the_development_server_and_the_production_command_beside_it(data_dir):
+    """`tox -e serve -- --workers 2`, and `cli.py serve --workers 2` pointed at its database with
+    `cli.py database-url` and its secret: both serve the same tasks to the same token."""
+    dev_port, serve_port = free_port(), free_port()
+    env = {**os.environ, "TASKS_API_DATA_DIR": str(data_dir), "LOG_LEVEL": "WARNING"}
+    env.pop("DATABASE_URL", None)
+    dev = subprocess.Popen(
+        [sys.executable, "cli.py", "dev", "--workers", "2", "--port", str(dev_port)], cwd=PROJECT, env=env
+    )
+    production = None
+    try:
+        wait_until(lambda: answers(f"http://127.0.0.1:{dev_port}/ready"), "the development server", dev, seconds=90)
+        url = subprocess.run(
+            [sys.executable, "cli.py", "database-url"], cwd=PROJECT, env=env, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        secret = (data_dir / "dev-secret").read_text().strip()
+        production_env = {**env, "DATABASE_URL": url, "BETTER_AUTH_SECRET": secret}
+        serve = [sys.executable, "cli.py", "serve", "--workers", "2", "--port", str(serve_port)]
+        production = subprocess.Popen(serve, cwd=PROJECT, env=production_env)
+        wait_until(lambda: answers(f"http://127.0.0.1:{serve_port}/ready"), "cli.py serve", production, seconds=90)
+        token = TokenVerifier(Settings.from_env({}, database_url="unused", jwt_secret=secret)).mint("dev-user")
+        auth = {"Authorization": f"Bearer {token}"}
+        created = httpx.post(f"http://127.0.0.1:{dev_port}/api/dev-user/tasks", headers=auth, json={"title": "both"})
+        listed = httpx.get(f"http://127.0.0.1:{serve_port}/api/dev-user/tasks", headers=auth)
+    finally:
+        for process in (production, dev):
+            if process is not None:
+                process.send_signal(signal.SIGINT)
+                process.wait(timeout=60)
+    assert created.status_code == 201
+    assert created.json()["id"] in {task["id"] for task in listed.json()["items"]}
+    assert dev.returncode == 0 and production.returncode == 0
+    assert not (data_dir / "postgres" / "postmaster.pid").exists()
