@@ -51,8 +51,18 @@ def alembic_config(database_url: str) -> Config:
 
 
 def migrate(database_url: str) -> None:
-    """Brings the database to the newest schema revision."""
-    command.upgrade(alembic_config(database_url), "head")
+    """Brings the database to the newest schema revision; a database that cannot be reached or
+    refuses the login is one line, not Alembic's traceback."""
+    from sqlalchemy.exc import DBAPIError
+
+    from db.start_check import postgres_url, refusal, where
+
+    url = postgres_url(database_url)
+    try:
+        command.upgrade(alembic_config(database_url), "head")
+    except (OSError, DBAPIError) as error:
+        what, remedy = refusal(error)
+        raise CommandError(f"cannot migrate: the database at {where(url)} {what}: {remedy}.") from None
 
 
 def dev_secret() -> str:
@@ -238,9 +248,6 @@ def cmd_migrate(args) -> None:
     database_url = os.environ.get("DATABASE_URL")
     if not database_url:
         raise SystemExit("DATABASE_URL is not set: point it at the database to migrate (or use --local).")
-    from db.start_check import postgres_url
-
-    postgres_url(database_url)
     migrate(database_url)
 
 

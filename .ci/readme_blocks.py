@@ -9,6 +9,9 @@ A block is taken by the HTML comment on the line before its opening fence:
   <!-- readme-serve: PORT -->    starts a server on PORT: it must answer /ready, then stop on Ctrl-C
   <!-- readme-quote: PATH -->    excerpts of the file PATH: each part between blank lines is in it
                                  as written (indentation aside)
+  <!-- readme-skip: REASON -->   not run, and why (settings to copy, Docker, a stream that never ends)
+Every bash, python and ts block carries one of these (or is the start, test or system-packages
+command, which .ci/run runs): an untagged one fails, so a new snippet is run or says why not.
 Blocks run in the README's order, once the start command serves. Where port 8000 or 8001 is
 taken (a shared machine), free ones are used in their place: the start command gets PORT and
 the blocks' 8000 and 8001 are replaced.
@@ -29,7 +32,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-TAG = re.compile(r"<!-- (readme-run|readme-file|readme-serve|readme-quote|start-command)(?::\s*(\S+))? -->")
+KINDS = "readme-run|readme-file|readme-serve|readme-quote|readme-skip|start-command|test-command|system-packages"
+TAG = re.compile(rf"<!-- ({KINDS})(?::\s*(.+?))? -->")
+RUNNABLE = {"bash", "sh", "shell", "python", "ts", "typescript"}
+NOT_RUN_HERE = {"readme-skip", "start-command", "test-command", "system-packages"}
 
 
 @dataclass
@@ -38,6 +44,20 @@ class Block:
     argument: str | None
     text: str
     line: int
+
+
+def untagged(readme: str) -> list[str]:
+    """The opening fences of runnable languages with no tag on the line before."""
+    lines, inside, found = readme.splitlines(), False, []
+    for number, line in enumerate(lines):
+        if not line.startswith("```"):
+            continue
+        if not inside and line[3:].strip() in RUNNABLE and not TAG.fullmatch(lines[number - 1].strip()):
+            found.append(
+                f"README.md:{number + 1}: a {line[3:].strip()} block with no tag (readme-run, ..., readme-skip)"
+            )
+        inside = not inside
+    return found
 
 
 def blocks(readme: str) -> list[Block]:
@@ -155,7 +175,10 @@ def check(block: Block, ports: dict[str, str], env: dict) -> str | None:
 
 
 def main() -> None:
-    found = blocks((ROOT / "README.md").read_text())
+    readme = (ROOT / "README.md").read_text()
+    if missing := untagged(readme):
+        sys.exit("\n".join(missing))
+    found = blocks(readme)
     ports = {"8000": str(free(8000))}
     ports["8001"] = str(free(8001) if ports["8000"] != "8001" else free(0))
     ports = {written: used for written, used in ports.items() if written != used}
@@ -169,7 +192,7 @@ def main() -> None:
     try:
         server = start(start_command, int(env["PORT"]), env)
         for block in found:
-            if block.kind == "start-command":
+            if block.kind in NOT_RUN_HERE:
                 continue
             print(f"+ README.md:{block.line} {block.kind}{': ' + block.argument if block.argument else ''}", flush=True)
             failure = check(block, ports, env)
@@ -181,7 +204,7 @@ def main() -> None:
             stop(server)
         for path in written:
             path.unlink(missing_ok=True)
-    checked = len(found) - 1
+    checked = len([block for block in found if block.kind not in NOT_RUN_HERE])
     print("\n".join(failures))
     print(f"readme-blocks: {checked - len(failures)} passed, {len(failures)} failed")
     sys.exit(1 if failures else 0)

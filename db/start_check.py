@@ -45,8 +45,12 @@ def check(settings: Settings) -> None:
     asyncio.run(_check(settings, url))
 
 
+def where(url: URL) -> str:
+    """The database, for a message: host, port and name, never the user or password."""
+    return f"{url.host or 'localhost'}:{url.port or 5432}/{url.database or ''}"
+
+
 async def _check(settings: Settings, url: URL) -> None:
-    where = f"{url.host or 'localhost'}:{url.port or 5432}/{url.database or ''}"
     engine = create_engine(settings)
     try:
         async with engine.connect() as connection:
@@ -54,18 +58,18 @@ async def _check(settings: Settings, url: URL) -> None:
             if (await connection.execute(sa.text("SELECT to_regclass('alembic_version')"))).scalar():
                 found = (await connection.execute(sa.text("SELECT version_num FROM alembic_version"))).scalar()
     except (OSError, TimeoutError, DBAPIError) as error:
-        refusal, remedy = _refusal(error)
-        raise DatabaseNotReady(f"the database at {where} {refusal}", remedy) from None
+        what, remedy = refusal(error)
+        raise DatabaseNotReady(f"the database at {where(url)} {what}", remedy) from None
     finally:
         await engine.dispose()
     expected = expected_revision()
     if found is None:
-        raise DatabaseNotReady(f"the database at {where} has no schema (no migration applied)")
+        raise DatabaseNotReady(f"the database at {where(url)} has no schema (no migration applied)")
     if found != expected:
-        raise DatabaseNotReady(f"the database at {where} is at migration {found}, this code expects {expected}")
+        raise DatabaseNotReady(f"the database at {where(url)} is at migration {found}, this code expects {expected}")
 
 
-def _refusal(error: BaseException) -> tuple[str, str]:
+def refusal(error: BaseException) -> tuple[str, str]:
     """What went wrong, as the end of a sentence, and what fixes it."""
     cause = getattr(error, "orig", None) or error
     cause = getattr(cause, "__cause__", None) or cause  # SQLAlchemy's adapter wraps asyncpg's errors

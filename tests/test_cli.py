@@ -230,6 +230,22 @@ def test_a_database_that_cannot_work_is_said_in_one_line_before_the_banner(url, 
         assert "secret" not in stderr
 
 
+def test_migrating_a_database_that_cannot_be_reached_is_one_line():
+    result = subprocess.run(
+        [sys.executable, "cli.py", "migrate"],
+        cwd=PROJECT,
+        env={**ENV, "DATABASE_URL": "postgresql://u:secret@127.0.0.1:1/db"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr == (
+        "tasks-api: cannot migrate: the database at 127.0.0.1:1/db cannot be reached (Connection refused): "
+        "start it or correct DATABASE_URL.\n"
+    )
+
+
 def test_a_database_never_migrated_is_refused_with_the_command_that_migrates_it():
     with throwaway_database(migrated=False) as database:
         served = said_in_one_line(start("serve", env={"DATABASE_URL": database.url}))
