@@ -55,21 +55,38 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._unparsed_bytes = 0  # received since the current head began
         self._url_bytes = self._head_bytes = 0  # parsed parts of the current head
         self._refusal: tuple[int, str, str] | None = None
-        self._read_timer: asyncio.TimerHandle | None = None
+        self._read_timer: asyncio.TimerHandle | None = None  # the connection's one timer
+        self._deadline: float | None = None  # when what is awaited must have arrived (loop time)
+        self._awaited = ""
 
     # --- time ---------------------------------------------------------------------------------
 
+    # One deadline per connection, moved by each request, and one timer that checks it when it
+    # fires and re-arms itself if the deadline moved on: a timer made and cancelled per request
+    # (two per request with a body) cost a heap push and a cancelled handle each.
+
     def _arm(self, seconds: float, what: str) -> None:
-        self._disarm()
-        self._read_timer = self.loop.call_later(seconds, self._too_slow, what)
+        self._deadline, self._awaited = self.loop.time() + seconds, what
+        if self._read_timer is not None and self._read_timer.when() > self._deadline:
+            self._read_timer.cancel()  # it would fire too late for this deadline
+            self._read_timer = None
+        if self._read_timer is None:
+            self._read_timer = self.loop.call_at(self._deadline, self._check_deadline)
 
     def _disarm(self) -> None:
-        if self._read_timer is not None:
-            self._read_timer.cancel()
-            self._read_timer = None
+        self._deadline = None  # the timer, if any, finds nothing to do when it fires
+
+    def _check_deadline(self) -> None:
+        self._read_timer = None
+        if self._deadline is None:
+            return
+        if self.loop.time() + 0.001 < self._deadline:  # asyncio may run a timer a hair early
+            self._read_timer = self.loop.call_at(self._deadline, self._check_deadline)
+            return
+        self._deadline = None
+        self._too_slow(self._awaited)
 
     def _too_slow(self, what: str) -> None:
-        self._read_timer = None
         if self.transport.is_closing():
             return
         if what == "request body" and self.cycle is not None and self.cycle.response_complete:
@@ -94,6 +111,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc) -> None:
         self._disarm()
+        if self._read_timer is not None:
+            self._read_timer.cancel()
+            self._read_timer = None
         super().connection_lost(exc)
 
     # --- size ---------------------------------------------------------------------------------
@@ -115,7 +135,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._url_bytes = self._head_bytes = 0
-        if self._read_timer is None:
+        if self._deadline is None:
             self._arm(self.limits.header_timeout, "request head")
 
     def on_url(self, url: bytes) -> None:

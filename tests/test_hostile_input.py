@@ -357,6 +357,19 @@ def test_a_head_sent_a_byte_at_a_time_is_cut_off_with_408(server):
     assert received.startswith(b"HTTP/1.1 408"), received[:100]
 
 
+def test_the_next_request_on_a_connection_gets_its_own_time_for_its_head(server):
+    """The connection's one deadline moves with each request: a second request begun just
+    before the first one's deadline would have passed still has the whole time for its head."""
+    with server.connect() as connection:
+        connection.sendall(server.head("GET", "/health").encode())
+        assert read_answer(connection).status == 200
+        time.sleep(0.6 * TIMEOUT_SECONDS)  # within the keep-alive time
+        connection.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")  # and then nothing
+        elapsed, received = _closed_within(connection, 5 * TIMEOUT_SECONDS)
+    assert 0.8 * TIMEOUT_SECONDS < elapsed < 3 * TIMEOUT_SECONDS
+    assert received.startswith(b"HTTP/1.1 408"), received[:100]
+
+
 def test_a_body_that_never_arrives_is_cut_off_with_408(server):
     head = server.head(
         "POST", f"/api/{USER}/tasks", f"Authorization: Bearer {server.token}",
