@@ -76,7 +76,11 @@ def live_updates(settings: Settings, engine) -> tuple[ChangeFeed, Fanout, Change
     on a direct connection (DB_LISTEN_URL, else DATABASE_URL unless it is a pooler) with a
     safety poll, or, behind a pooler without a direct URL, a faster poll alone."""
     feed = ChangeFeed(engine)
-    fanout = Fanout(per_user=settings.streams_per_user, per_worker=settings.streams_per_worker)
+    fanout = Fanout(
+        per_user=settings.streams_per_user,
+        per_worker=settings.streams_per_worker,
+        concurrent_reads=max(1, settings.db_pool_size // 2),
+    )
     listen_url = settings.db_listen_url or (None if settings.db_pgbouncer else settings.database_url)
     listener = None
     if listen_url:

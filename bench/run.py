@@ -40,7 +40,7 @@ from pathlib import Path
 import asyncpg
 import psutil
 
-from bench import big_user, capacity, cost
+from bench import big_user, capacity, cost, live
 from cli import PROJECT
 from db.engine import asyncpg_url
 from service.auth import TokenVerifier
@@ -569,11 +569,17 @@ def main() -> None:
         print("one user with 50,000 tasks", flush=True)
         asyncio.run(big_user.seed(database.url, 50_000))
         big = big_user.markdown(50_000, big_user.measure(database, secret, 5))
+        print("live updates", flush=True)
+        live_figures = live.measure(database, secret, 100)
 
     rows = summarise(raw)
     report = markdown(rows, soaked, in_process, args) + big + capacity.markdown(rows, args.citus)
+    report += live.markdown(live_figures)
     (OUT / "results.json").write_text(
-        json.dumps({"summary": rows, "rounds": raw, "soak": soaked, "in_process_us": in_process}, indent=2)
+        json.dumps(
+            {"summary": rows, "rounds": raw, "soak": soaked, "in_process_us": in_process, "live": live_figures},
+            indent=2,
+        )
     )
     (OUT / "results.md").write_text(report)
     charts(rows)

@@ -95,7 +95,8 @@ class Stream:
             self.subscription.close()
 
     async def _read(self, position: int) -> Changes:
-        return await self.feed.after(self.user_id, position, self.limit)
+        async with self.subscription.fanout.read_turns:
+            return await self.feed.after(self.user_id, position, self.limit)
 
 
 def _changes_event(page: Changes, retry_ms: int | None) -> bytes:

@@ -49,8 +49,12 @@ class Subscription:
 class Fanout:
     """The open streams of one process, by user, within a limit per user and in total."""
 
-    def __init__(self, *, per_user: int, per_worker: int) -> None:
+    def __init__(self, *, per_user: int, per_worker: int, concurrent_reads: int = 5) -> None:
         self.per_user, self.per_worker = per_user, per_worker
+        self.read_turns = asyncio.Semaphore(concurrent_reads)
+        """Streams woken together (every stream, after the listener reconnects) read the feed a
+        few at a time, in turn, leaving the other pooled connections to requests, rather than
+        all at once into the pool's timeout."""
         self._by_user: dict[str, set[Subscription]] = {}
         self._count = 0
         self._ending = False
