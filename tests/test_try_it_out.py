@@ -26,6 +26,7 @@ PRESSED_TWICE = {
     "createTask": (201, 201),  # Create a task: two presses, two tasks (no Idempotency-Key filled in)
     "listTasks": (200, 200),
     "listChanges": (200, 200),
+    "streamChanges": (200, 200),  # Stream changes: the first event at once (Swagger UI then waits for more)
     "getTask": (200, 200),  # Get a task: the task, not a 304 for a filled-in If-None-Match
     "replaceTask": (200, 200),
     "updateTask": (200, 200),
@@ -67,6 +68,7 @@ class Form:
     parameters: list[dict]
     bodies: list[dict]  # the body examples, in the order of the list to choose from
     secured: bool
+    streams: bool  # Server-Sent Events: the answer's head and first event are what the reader sees at once
 
     def execute(self, client: httpx.Client, document: dict, typed: dict, body: dict | None = None):
         path, query, headers = self.path, {}, {}
@@ -86,7 +88,15 @@ class Form:
         if not self.secured:
             headers.pop("Authorization", None)
         body = self.bodies[0] if body is None and self.bodies else body
-        return client.request(self.method, path, params=query, headers=headers, json=body)
+        if not self.streams:
+            return client.request(self.method, path, params=query, headers=headers, json=body)
+        with client.stream(self.method, path, params=query, headers=headers, json=body) as answer:
+            lines = []
+            for line in answer.iter_lines():
+                lines.append(line)
+                if not line and any(seen.startswith("data:") for seen in lines):
+                    break
+            return httpx.Response(answer.status_code, headers=answer.headers, text="\n".join(lines))
 
 
 def forms(document: dict) -> dict[str, Form]:
@@ -104,7 +114,11 @@ def forms(document: dict) -> dict[str, Form]:
             bodies = [resolve(document, example)["value"] for example in examples.values()]
             assert bodies or not content, f"{operation['operationId']}: a body with no example to press"
             secured = operation.get("security", document.get("security")) != []
-            found[operation["operationId"]] = Form(method.upper(), path, list(parameters.values()), bodies, secured)
+            success = resolve(document, operation["responses"].get("200", {})).get("content", {})
+            streams = "text/event-stream" in success
+            found[operation["operationId"]] = Form(
+                method.upper(), path, list(parameters.values()), bodies, secured, streams
+            )
     return found
 
 
@@ -138,6 +152,9 @@ def test_every_operation_does_what_its_summary_says_when_executed_as_filled_in_t
     listed = {task["id"] for task in answers["listTasks"][1].json()["items"]}
     assert {first["id"], second["id"]} <= listed
     assert all(answer.json()["id"] == first["id"] for answer in answers["getTask"])
+    for answer in answers["streamChanges"]:  # from the beginning each time: a full sync
+        data = next(line.removeprefix("data:") for line in answer.text.splitlines() if line.startswith("data:"))
+        assert {first["id"], second["id"]} <= {task["id"] for task in json.loads(data)["changes"]}
     assert all(answer.json()["completed"] for answer in answers["completeTask"])
     assert answers["deleteTask"][1].json()["code"] == "TASK_NOT_FOUND"
 
