@@ -134,6 +134,7 @@ def create_app(settings: Settings | None = None, *, one_pass: bool = True) -> As
                     idempotency_key_seconds=key_seconds,
                     in_transactions=settings.db_pgbouncer,
                     on_change=listener.changed if listener else None,
+                    task_quota=settings.task_quota,
                 ),
                 "changes": feed,
                 "fanout": fanout,

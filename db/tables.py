@@ -65,6 +65,7 @@ user_revisions = sa.Table(
     sa.Column("user_id", sa.Text, primary_key=True),
     sa.Column("revision", sa.BigInteger, nullable=False),  # the user's latest change
     sa.Column("purged_through", sa.BigInteger, nullable=False, server_default="0"),  # tombstones up to here are gone
+    sa.Column("task_count", sa.BigInteger, nullable=False, server_default="0"),  # for the quota: migrations/0007
 )
 
 task_tombstones = sa.Table(

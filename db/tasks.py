@@ -16,12 +16,13 @@ from typing import NoReturn
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY, TIMESTAMP, UUID
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db import idempotency
 from db.compiled import Compiled, Turns, driver_connection
-from db.tables import NO_DUE_DATE_LAST, PRIORITIES, priority_type, tasks
-from service.errors import InvalidCursor, PreconditionFailed, TaskNotFound
+from db.tables import NO_DUE_DATE_LAST, PRIORITIES, priority_type, tasks, user_revisions
+from service.errors import InvalidCursor, PreconditionFailed, QuotaExceeded, TaskNotFound
 
 _QUOTE = sa.literal_column("'\"'", sa.Text)
 ETAG = (_QUOTE + sa.cast(tasks.c.revision, sa.Text) + _QUOTE).label("etag")
@@ -195,7 +196,23 @@ def _etag() -> Compiled:
 
 @functools.cache
 def _insert(fields: frozenset[str]) -> sa.Insert:
-    return tasks.insert().values(user_id=sa.bindparam("user_id"), **_new_values(fields)).returning(*TASK_COLUMNS)
+    """The new task, if its user holds fewer than `:task_quota` tasks; else no row. The count on
+    the user's counter row is raised first, only while under the quota, and that row stays
+    locked until the create commits: concurrent creates are counted one after the other."""
+    counted = (
+        pg_insert(user_revisions)
+        .values(user_id=sa.bindparam("user_id"), revision=0, task_count=1)
+        .on_conflict_do_update(
+            index_elements=[user_revisions.c.user_id],
+            set_={"task_count": user_revisions.c.task_count + 1},
+            where=user_revisions.c.task_count < sa.bindparam("task_quota", type_=sa.BigInteger),
+        )
+        .returning(user_revisions.c.user_id)
+        .cte("counted")
+    )
+    new = _new_values(fields)
+    source = sa.select(counted.c.user_id, *new.values())
+    return tasks.insert().from_select(["user_id", *new], source).returning(*TASK_COLUMNS)
 
 
 @functools.cache
@@ -228,8 +245,10 @@ class TaskStore:
         idempotency_key_seconds: float = 24 * 3600,
         in_transactions: bool = False,
         on_change: Callable[[str], None] | None = None,
+        task_quota: int = 10_000,
     ) -> None:
         self.engine = engine
+        self.task_quota = task_quota
         self.on_change = on_change or (lambda _user_id: None)
         self.idempotency_key_seconds = idempotency_key_seconds
         self.in_transactions = in_transactions
@@ -256,9 +275,11 @@ class TaskStore:
     async def create(self, user_id: str, fields: dict, *, idempotency_key: tuple[str, str] | None = None):
         """The new task; with an idempotency key (key, fingerprint of the request), the task
         the key first created and True if this is a replay."""
-        values = {**fields, "user_id": user_id}
+        values = {**fields, "user_id": user_id, "task_quota": self.task_quota}
         if idempotency_key is None:
             task = await self._one(_insert_compiled(frozenset(fields)), values)
+            if task is None:
+                raise QuotaExceeded("tasks", self.task_quota)
             self.on_change(user_id)
             return task, False
         key, fingerprint = idempotency_key
@@ -268,7 +289,9 @@ class TaskStore:
                 earlier = await idempotency.claim(connection, user_id, key, fingerprint, self.idempotency_key_seconds)
                 if earlier is not None:
                     return earlier, True
-                row = (await connection.execute(_insert(frozenset(fields)), values)).one()
+                row = (await connection.execute(_insert(frozenset(fields)), values)).one_or_none()
+                if row is None:
+                    raise QuotaExceeded("tasks", self.task_quota)  # the key's claim is rolled back too
                 task = dict(zip(TASK_FIELDS, row, strict=False))
                 await idempotency.record(connection, user_id, key, fingerprint, task)
         self.on_change(user_id)

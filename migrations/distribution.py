@@ -18,7 +18,7 @@ DISTRIBUTION_COLUMN = "user_id"
 USER_TABLES = ("user_revisions", "tasks", "task_tombstones", "idempotency_keys")
 """Distributed by DISTRIBUTION_COLUMN, co-located with the first, in this order."""
 
-TRIGGER_FUNCTIONS = ("next_revision(text)",)
+TRIGGER_FUNCTIONS = ("next_revision(text)", "next_revision_removing_task(text)")
 """Functions that trigger functions call: Citus copies a trigger's own function to the workers
 with the trigger, but not what that function calls (it cannot see into PL/pgSQL)."""
 

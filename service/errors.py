@@ -171,6 +171,18 @@ class TooManyParameters(ApiProblem):
         super().__init__(f"The query string has more than {limit} parameters.")
 
 
+class QuotaExceeded(ApiProblem):
+    """403, not 409 or 429: retrying will not help (a client's retry loop takes those for
+    transient), only deleting will; as Google Tasks answers its own quota."""
+
+    status_code = 403
+    code = "QUOTA_EXCEEDED"
+
+    def __init__(self, quota: str, limit: int) -> None:
+        super().__init__(f"You hold {limit:,} {quota}, as many as a user may; delete some first.")
+        self.ext.update(quota=quota, limit=limit)
+
+
 class RateLimited(ApiProblem):
     status_code = 429
     code = "RATE_LIMITED"
