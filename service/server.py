@@ -11,9 +11,11 @@ plain text.
 
 import asyncio
 import contextlib
+import errno
 import functools
 import json
 import logging
+import resource
 import socket
 from dataclasses import dataclass
 
@@ -32,6 +34,7 @@ class ServerLimits:
     max_header_bytes: int
     header_timeout: float
     body_timeout: float
+    max_connections: int = 1000
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "ServerLimits":
@@ -40,6 +43,7 @@ class ServerLimits:
             max_header_bytes=settings.max_header_bytes,
             header_timeout=settings.header_timeout_seconds,
             body_timeout=settings.body_timeout_seconds,
+            max_connections=settings.max_connections,
         )
 
 
@@ -101,6 +105,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
+        if len(self.server_state.connections) > self.limits.max_connections:  # answered at once, not queued
+            detail = f"The server holds {self.limits.max_connections} connections, all it takes; try again shortly."
+            self._answer(503, "TOO_MANY_CONNECTIONS", detail)
+            return
         self._arm(self.limits.header_timeout, "request head")
         # asyncio sets TCP_NODELAY only on sockets it knows are TCP; a listening socket handed to
         # worker processes (--workers) loses that, and every answer then waits ~40 ms for
@@ -214,6 +222,72 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
 logger = logging.getLogger("uvicorn.error")
 
+ACCEPT_PAUSE_SECONDS = 1.0
+OUT_OF_RESOURCES_LOG_SECONDS = 10.0
+_OUT_OF_RESOURCES = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+FILES_KEPT_FOR_THE_REST = 256
+"""File descriptors beyond MAX_CONNECTIONS that the process needs for itself (its database
+pool, the auth server, logs): what `serve` asks the soft file limit to leave."""
+
+
+class _PausingEventLoop(asyncio.SelectorEventLoop):
+    """asyncio's loop, but out of file descriptors it stops accepting for a second and says so
+    once per interval. CPython 3.11's `_accept_connection` goes on calling accept() after
+    EMFILE up to `backlog` times (uvicorn's: 2,048), logging a traceback and scheduling one more
+    retry each time: measured, 534,065 tracebacks in 30 s at one CPU-second per second, while
+    new clients waited in the backlog. This is that method with a `return` after the first
+    failure, for the signatures of CPython 3.11-3.13."""
+
+    _logged_at = -OUT_OF_RESOURCES_LOG_SECONDS
+    _unlogged = 0
+
+    def _accept_connection(self, protocol_factory, sock, sslcontext=None, server=None, backlog=100, *timeouts):
+        for _ in range(backlog):
+            try:
+                conn, addr = sock.accept()
+                conn.setblocking(False)
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                return
+            except OSError as exc:
+                if exc.errno not in _OUT_OF_RESOURCES:
+                    raise
+                self._out_of_resources(exc)
+                self._remove_reader(sock.fileno())
+                retry = (protocol_factory, sock, sslcontext, server, backlog, *timeouts)
+                self.call_later(ACCEPT_PAUSE_SECONDS, self._start_serving, *retry)
+                return
+            accept = self._accept_connection2(protocol_factory, conn, {"peername": addr}, sslcontext, server, *timeouts)
+            self.create_task(accept)
+
+    def _out_of_resources(self, exc: OSError) -> None:
+        if self.time() - self._logged_at < OUT_OF_RESOURCES_LOG_SECONDS:
+            self._unlogged += 1
+            return
+        logger.warning(
+            "accept() failed (%s): not accepting connections for %.0f s (%d more such failures not logged)",
+            exc.strerror,
+            ACCEPT_PAUSE_SECONDS,
+            self._unlogged,
+        )
+        self._logged_at, self._unlogged = self.time(), 0
+
+
+def pausing_loop() -> asyncio.AbstractEventLoop:
+    """A new loop for uvicorn, which calls what `loop="module:name"` names to make one."""
+    return _PausingEventLoop()
+
+
+def _make_room_for(connections: int) -> None:
+    """Raises the soft limit on open files towards what MAX_CONNECTIONS needs (up to the hard
+    limit), and says so when it cannot: past the limit, accept() fails instead of a 503."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = connections + FILES_KEPT_FOR_THE_REST
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        soft = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        if soft < wanted:
+            logger.warning("MAX_CONNECTIONS=%d needs %d open files; the limit is %d", connections, wanted, soft)
+
 
 class _GracefulServer(uvicorn.Server):
     """A second SIGINT (the process group's, then tox's own) still shuts down in order,
@@ -274,7 +348,7 @@ def serve(app, settings: Settings, host: str, port: int, *, workers: int = 1) ->
         "host": host,
         "port": port,
         "http": protocol,
-        "loop": "asyncio",
+        "loop": "service.server:pausing_loop",  # asyncio's, pausing when out of files
         "timeout_keep_alive": settings.keep_alive_seconds,
         "timeout_graceful_shutdown": settings.shutdown_timeout_seconds,  # then what still runs is cancelled
         # A worker that takes longer than uvicorn's 5 s to import and start is killed and started
@@ -284,6 +358,7 @@ def serve(app, settings: Settings, host: str, port: int, *, workers: int = 1) ->
         "access_log": False,
         "proxy_headers": True,
     }
+    _make_room_for(settings.max_connections)
     if workers > 1:
         uvicorn.run(app, **options)  # a supervisor process and `workers` processes serving
     else:

@@ -65,6 +65,7 @@ class Settings:
     rate_limit_storage_url: str = "memory://"
     rate_limit_max_keys: int = 100_000
     task_quota: int = 10_000
+    max_connections: int = 1000
     # Safe writes and sync (README, "Retries, tabs and offline clients").
     require_if_match: bool = False
     idempotency_key_hours: float = 24.0
@@ -140,6 +141,7 @@ class Settings:
                 rate_limit_storage_url=get("RATE_LIMIT_STORAGE_URL", "memory://"),
                 rate_limit_max_keys=int(get("RATE_LIMIT_MAX_KEYS", "100000")),
                 task_quota=int(get("TASK_QUOTA", "10000")),
+                max_connections=int(get("MAX_CONNECTIONS", "1000")),
                 require_if_match=_flag(get("REQUIRE_IF_MATCH", "false")),
                 idempotency_key_hours=float(get("IDEMPOTENCY_KEY_HOURS", "24")),
                 tombstone_days=float(get("SYNC_TOMBSTONE_DAYS", "30")),

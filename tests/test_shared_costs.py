@@ -6,6 +6,7 @@ user's requests are measured: the server CPU they cost, and how long they wait."
 import asyncio
 import contextlib
 import re
+import resource
 import threading
 import time
 from collections import Counter
@@ -212,3 +213,61 @@ def test_every_statement_runs_under_the_server_side_timeout(pooler):
                 await store.engine.dispose()
 
         assert asyncio.run(timeouts()) == ("250ms", "250ms")
+
+
+# --- connections ----------------------------------------------------------------------------------
+
+
+def _idle_connections(server: Server, count: int) -> list:
+    """Connections that say nothing, as a slow or hostile client holds them."""
+    held = []
+    for _ in range(count):
+        try:
+            held.append(server.connect())
+        except OSError:
+            break
+    return held
+
+
+def test_connections_beyond_the_cap_get_a_fast_503_and_room_comes_back():
+    """Finding 3: no cap on connections; past the file limit new clients waited 9.7-16.8 s."""
+    with live_service(validate_responses=False, MAX_CONNECTIONS="20", RATE_LIMIT="off") as service:
+        server = Server(service)
+        held = _idle_connections(server, 20)
+        try:
+            time.sleep(0.5)
+            started = time.monotonic()
+            answer = server.request(server.head("GET", "/health"))
+            waited = time.monotonic() - started
+            assert answer.status == 503 and answer.problem()["code"] == "TOO_MANY_CONNECTIONS", answer
+            assert waited < 1.0, f"the refusal took {waited:.2f} s"
+        finally:
+            for connection in held:
+                connection.close()
+        time.sleep(0.5)
+        assert server.request(server.head("GET", "/health")).status == 200
+
+
+def test_out_of_file_descriptors_the_server_pauses_instead_of_spinning(capfd):
+    """Finding 3: at the file-descriptor limit asyncio retried accept() in a loop, 534,065
+    tracebacks in 30 s at one CPU-second per second."""
+    with live_service(validate_responses=False, RATE_LIMIT="off") as service:
+        server = Server(service)
+        _soft, hard = resource.prlimit(server.pid, resource.RLIMIT_NOFILE)
+        resource.prlimit(server.pid, resource.RLIMIT_NOFILE, (96, hard))
+        held = _idle_connections(server, 200)
+        try:
+            time.sleep(0.5)
+            cpu = server.cpu_seconds()
+            time.sleep(3)
+            spent = server.cpu_seconds() - cpu
+        finally:
+            for connection in held:
+                connection.close()
+        resource.prlimit(server.pid, resource.RLIMIT_NOFILE, (1024, hard))
+        time.sleep(1.5)
+        assert server.request(server.head("GET", "/health")).status == 200
+    logged = capfd.readouterr().err.count("accept()")
+    print(f"server CPU over 3 s at the file limit: {spent:.2f} s; accept() failures logged: {logged}")
+    assert spent < 0.5, f"the server spent {spent:.2f} s of CPU in 3 s"
+    assert logged <= 2
