@@ -161,15 +161,15 @@ class RateLimiter:
         add_response_headers(headers)
 
     async def refuse_failing_address(self, host: str | None) -> None:
-        """Raises the 429 for an address already at its failed-authentication rate (or one the
-        full window cannot count): called before a token is verified, so that such an address
-        costs no signature check."""
+        """Raises the 429 for an address already at its failed-authentication rate: called
+        before a token is verified, so that such an address costs no signature check. An address
+        that has not failed is never refused here, even when the window is full: a spray of
+        failing addresses must not lock out a valid token from a new one."""
         if self._per_address is None:
             return
         counted = await _counted(self._per_address.peek(address_key(host)))
-        if counted is not None and (counted[0] == FULL or counted[0] >= self._per_address.amount):
-            count, ends = counted
-            raise self._too_many_failures(self._per_address.amount + 1 if count != FULL else FULL, ends)
+        if counted is not None and counted[0] >= self._per_address.amount:
+            raise self._too_many_failures(self._per_address.amount + 1, counted[1])
 
     async def failed_authentication(self, host: str | None) -> RateLimited | None:
         """Counts a failed authentication from a client address; the 429 to answer instead of a

@@ -67,13 +67,14 @@ def test_an_address_over_its_failed_authentication_rate_costs_no_signature_check
         assert verified == []
 
 
-def test_when_the_window_is_full_new_addresses_are_refused_and_users_let_through(settings):
+def test_a_full_window_refuses_new_addresses_failures_checks_their_tokens_lets_users_through(settings):
     limiter = RateLimiter(
         replace(settings, auth_failure_rate_limit="30/minute", rate_limit="30/minute", rate_limit_max_keys=1)
     )
 
     async def story():
         assert await limiter.failed_authentication("192.0.2.1") is None  # the one address the window holds
+        await limiter.refuse_failing_address("192.0.2.2")  # a valid token from it is still verified
         refusal = await limiter.failed_authentication("192.0.2.2")
         assert refusal is not None and refusal.status == 429
         await limiter.charge_user("first")  # the one user it holds
