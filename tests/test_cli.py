@@ -36,7 +36,11 @@ def data_dir() -> Path:
     return directory
 
 
-ENV = {**os.environ, "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none", "BETTER_AUTH_SECRET": "s" * 32}
+ENV = {
+    **{name: value for name, value in os.environ.items() if name != "TOX_ENV_NAME"},  # as run by hand, not under tox
+    "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none",
+    "BETTER_AUTH_SECRET": "s" * 32,
+}
 
 
 def on_a_taken_port(command: str, env: dict) -> tuple[int, subprocess.CompletedProcess]:
