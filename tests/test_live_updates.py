@@ -7,6 +7,7 @@ import contextlib
 import queue
 import random
 import signal
+import socket
 import threading
 import time
 import uuid
@@ -469,3 +470,20 @@ def test_a_copy_kept_by_a_stream_cut_off_at_random_equals_the_final_state(make_u
             writer.stop.set()
         instance.__exit__(None, None, None)
         database.close()
+
+
+def test_clients_that_leave_before_their_stream_starts_give_their_places_back(live_database, make_user_id):
+    """Hang up right after asking, again and again: the per-user limit must not fill up."""
+    with serving(live_database, STREAMS_PER_USER="2", RATE_LIMIT="off") as service:
+        alice = Caller(service, make_user_id("alice"))
+        host, port = service.base_url.removeprefix("http://").split(":")
+        request = f"GET /api/{alice.id}/tasks/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {alice.token}\r\n\r\n"
+        for _ in range(20):
+            with socket.create_connection((host, int(port))) as hasty:
+                hasty.sendall(request.encode())
+        deadline = time.monotonic() + 10
+        while (stream := alice.stream()).status != 200 and time.monotonic() < deadline:
+            stream.close()
+            time.sleep(0.2)
+        assert stream.status == 200, "the places of the clients that left are free again"
+        stream.close()
