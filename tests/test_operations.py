@@ -136,13 +136,13 @@ def test_cors_lets_the_configured_frontend_in(settings):
         assert (
             preflight.headers["access-control-allow-headers"]
             == "Accept, Accept-Language, Authorization, Content-Language, Content-Type, "
-            "Idempotency-Key, If-Match, If-None-Match"
+            "Idempotency-Key, If-Match, If-None-Match, Last-Event-ID"
         )
         answer = frontend.get("/api/alice/tasks", headers={"Origin": "http://localhost:3000"})
         exposed = set(answer.headers["access-control-expose-headers"].split(", "))
         assert exposed == {
             "ETag", "Idempotent-Replayed", "Location", "Retry-After", "WWW-Authenticate", "X-Request-ID",
-            "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset",
+            "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "X-Accel-Buffering",
         }  # fmt: skip
         stranger = frontend.get("/health", headers={"Origin": "http://evil.example"})
         assert "access-control-allow-origin" not in stranger.headers
