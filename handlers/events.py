@@ -33,6 +33,7 @@ async def stream_changes(user_id: str, limit: int, since: str | None = None):
     state = request.state
     token = request.headers.get("Last-Event-ID") or since
     position = decode_since(token) if token else None
+    token_left = _token_expiry(request.headers["Authorization"]) - time.time()
     subscription = state.fanout.open(user_id)
     try:
         first = await state.changes.after(user_id, position, limit)
@@ -40,7 +41,6 @@ async def stream_changes(user_id: str, limit: int, since: str | None = None):
         subscription.close()
         raise
     lifetime = state.stream_lifetime_seconds * random.uniform(SHORTEST_LIFETIME, 1.0)
-    token_left = _token_expiry(request.headers["Authorization"]) - time.time()
     stream = Stream(state.changes, subscription, user_id, limit, state.stream_keepalive_seconds)
     return StreamingResponse(
         stream.events(first, seconds=min(lifetime, token_left)),
@@ -50,8 +50,10 @@ async def stream_changes(user_id: str, limit: int, since: str | None = None):
 
 
 def _token_expiry(authorization: str) -> float:
-    """The `exp` of the bearer token, which the security check has verified."""
-    claims = jwt.decode(authorization.partition(" ")[2], options={"verify_signature": False})
+    """The `exp` of the bearer token, which the security check has verified (split as Connexion
+    splits the header: a tab or two spaces after `Bearer` are allowed). Read before the stream
+    takes its place, so that nothing here can keep a place that is never given back."""
+    claims = jwt.decode(authorization.split(maxsplit=1)[1], options={"verify_signature": False})
     return float(claims["exp"])
 
 
