@@ -8,12 +8,17 @@ import sys
 import tempfile
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import asyncpg
 import pytest
+from starlette.testclient import TestClient
 
+from app import create_app
+from cli import migrate
 from db.local_server import LocalPostgres, packaged_binaries
+from tests.conftest import User
 
 
 def scratch_dir() -> Path:
@@ -44,6 +49,28 @@ def test_the_pip_installed_binaries_run_a_server_when_the_machine_has_none():
     finally:
         server.stop()
     assert not (server.data_dir / "postmaster.pid").exists()
+
+
+def test_the_pip_installed_server_without_contrib_extensions_is_migrated_and_serves_searches(settings, tokens, capfd):
+    """`tox -e serve` on a machine without PostgreSQL: its fallback binaries ship no pg_trgm or
+    btree_gin, so the search indexes are left out (said once), and searches still answer."""
+    server = LocalPostgres(scratch_dir() / "pg", durable=False, bin_dir=packaged_binaries()).start()
+    try:
+        assert query(server, "SELECT count(*) FROM pg_available_extensions WHERE name = 'pg_trgm'") == 0
+        migrate(server.url)
+        said = capfd.readouterr().err
+        assert said.count("no pg_trgm or btree_gin extension") == 1, said
+        app = create_app(replace(settings, database_url=server.url))
+        with TestClient(app, raise_server_exceptions=False) as client:
+            user = User("fallback_user", tokens.mint("fallback_user"), client)
+            user.create_task(title="Buy MILK", tags=["home"])
+            user.create_task(title="100% done", description="oat milk")
+            user.create_task(title="Walk", tags=["work"])
+            assert sorted(t["title"] for t in user.list_tasks(q="milk")["items"]) == ["100% done", "Buy MILK"]
+            assert [t["title"] for t in user.list_tasks(q="0% d")["items"]] == ["100% done"]
+            assert [t["title"] for t in user.list_tasks(tag="home")["items"]] == ["Buy MILK"]
+    finally:
+        server.stop()
 
 
 def test_data_survives_a_restart():
