@@ -135,6 +135,7 @@ def create_app(settings: Settings | None = None, *, one_pass: bool = True) -> As
                     in_transactions=settings.db_pgbouncer,
                     on_change=listener.changed if listener else None,
                     task_quota=settings.task_quota,
+                    idempotency_key_quota=settings.idempotency_key_quota,
                 ),
                 "changes": feed,
                 "fanout": fanout,

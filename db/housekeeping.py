@@ -3,6 +3,7 @@ minutes, so that no statement holds up a request for long."""
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -13,13 +14,21 @@ logger = logging.getLogger(__name__)
 BATCH = 1000
 
 
+async def _tombstones(engine: AsyncEngine, seconds: float, batch: int) -> int:
+    async with engine.begin() as connection:
+        return await purge_tombstones(connection, seconds, batch)
+
+
 async def purge_expired(engine: AsyncEngine, *, idempotency_key_seconds: float, tombstone_seconds: float) -> int:
     """One pass, batch after batch; how many keys and tombstones it deleted."""
+    purges: list[tuple[Callable[[AsyncEngine, float, int], Awaitable[int]], float]] = [
+        (idempotency.purge, idempotency_key_seconds),
+        (_tombstones, tombstone_seconds),
+    ]
     deleted = 0
-    for purge, seconds in ((idempotency.purge, idempotency_key_seconds), (purge_tombstones, tombstone_seconds)):
+    for purge, seconds in purges:
         while True:
-            async with engine.begin() as connection:
-                count = await purge(connection, seconds, BATCH)
+            count = await purge(engine, seconds, BATCH)
             deleted += count
             if count < BATCH:
                 break

@@ -66,6 +66,7 @@ user_revisions = sa.Table(
     sa.Column("revision", sa.BigInteger, nullable=False),  # the user's latest change
     sa.Column("purged_through", sa.BigInteger, nullable=False, server_default="0"),  # tombstones up to here are gone
     sa.Column("task_count", sa.BigInteger, nullable=False, server_default="0"),  # for the quota: migrations/0007
+    sa.Column("key_count", sa.BigInteger, nullable=False, server_default="0"),  # idempotency keys: migrations/0008
 )
 
 task_tombstones = sa.Table(

@@ -246,9 +246,11 @@ class TaskStore:
         in_transactions: bool = False,
         on_change: Callable[[str], None] | None = None,
         task_quota: int = 10_000,
+        idempotency_key_quota: int = 1_000,
     ) -> None:
         self.engine = engine
         self.task_quota = task_quota
+        self.idempotency_key_quota = idempotency_key_quota
         self.on_change = on_change or (lambda _user_id: None)
         self.idempotency_key_seconds = idempotency_key_seconds
         self.in_transactions = in_transactions
@@ -286,7 +288,9 @@ class TaskStore:
         async with self.engine.connect() as connection:
             connection = await connection.execution_options(isolation_level="READ COMMITTED")
             async with connection.begin():
-                earlier = await idempotency.claim(connection, user_id, key, fingerprint, self.idempotency_key_seconds)
+                earlier = await idempotency.claim(
+                    connection, user_id, key, fingerprint, self.idempotency_key_seconds, self.idempotency_key_quota
+                )
                 if earlier is not None:
                     return earlier, True
                 row = (await connection.execute(_insert(frozenset(fields)), values)).one_or_none()

@@ -3,6 +3,7 @@
 import json
 import logging
 from http import HTTPStatus
+from typing import ClassVar
 
 import asyncpg
 from connexion.exceptions import ProblemException
@@ -178,8 +179,14 @@ class QuotaExceeded(ApiProblem):
     status_code = 403
     code = "QUOTA_EXCEEDED"
 
+    DETAILS: ClassVar[dict[str, str]] = {
+        "tasks": "You hold {limit:,} tasks, as many as a user may; delete some first.",
+        "idempotency_keys": "You hold {limit:,} live idempotency keys, as many as a user may; "
+        "create without a key, or wait until the oldest expire.",
+    }
+
     def __init__(self, quota: str, limit: int) -> None:
-        super().__init__(f"You hold {limit:,} {quota}, as many as a user may; delete some first.")
+        super().__init__(self.DETAILS[quota].format(limit=limit))
         self.ext.update(quota=quota, limit=limit)
 
 

@@ -65,6 +65,7 @@ class Settings:
     rate_limit_storage_url: str = "memory://"
     rate_limit_max_keys: int = 100_000
     task_quota: int = 10_000
+    idempotency_key_quota: int = 1_000
     max_connections: int = 1000
     # Safe writes and sync (README, "Retries, tabs and offline clients").
     require_if_match: bool = False
@@ -141,6 +142,7 @@ class Settings:
                 rate_limit_storage_url=get("RATE_LIMIT_STORAGE_URL", "memory://"),
                 rate_limit_max_keys=int(get("RATE_LIMIT_MAX_KEYS", "100000")),
                 task_quota=int(get("TASK_QUOTA", "10000")),
+                idempotency_key_quota=int(get("IDEMPOTENCY_KEY_QUOTA", "1000")),
                 max_connections=int(get("MAX_CONNECTIONS", "1000")),
                 require_if_match=_flag(get("REQUIRE_IF_MATCH", "false")),
                 idempotency_key_hours=float(get("IDEMPOTENCY_KEY_HOURS", "24")),
