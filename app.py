@@ -127,16 +127,17 @@ def create_app(settings: Settings | None = None, *, one_pass: bool = True) -> As
         gc.collect()
         gc.freeze()
         gc.set_threshold(10_000, 10, 10)
+        tasks = TaskStore(
+            engine,
+            idempotency_key_seconds=key_seconds,
+            in_transactions=settings.db_pgbouncer,
+            on_change=listener.changed if listener else None,
+            task_quota=settings.task_quota,
+            idempotency_key_quota=settings.idempotency_key_quota,
+        )
         try:
             yield {
-                "tasks": TaskStore(
-                    engine,
-                    idempotency_key_seconds=key_seconds,
-                    in_transactions=settings.db_pgbouncer,
-                    on_change=listener.changed if listener else None,
-                    task_quota=settings.task_quota,
-                    idempotency_key_quota=settings.idempotency_key_quota,
-                ),
+                "tasks": tasks,
                 "changes": feed,
                 "fanout": fanout,
                 "stream_lifetime_seconds": settings.stream_lifetime_seconds,
@@ -152,6 +153,7 @@ def create_app(settings: Settings | None = None, *, one_pass: bool = True) -> As
             for task in live_tasks:
                 task.cancel()
             await asyncio.gather(*live_tasks, return_exceptions=True)
+            await tasks.close()
             await engine.dispose()
 
     app = AsyncApp(

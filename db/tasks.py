@@ -256,6 +256,10 @@ class TaskStore:
         self.in_transactions = in_transactions
         self.turns = Turns(engine)
 
+    async def close(self) -> None:
+        """Gives the connections kept for the next request back to the engine's pool (before it is disposed)."""
+        await self.turns.cool()
+
     async def _fetch(self, statement: Compiled, values: dict) -> list:
         async with driver_connection(self.engine, self.turns, in_transaction=self.in_transactions) as connection:
             return await connection.fetch(statement.sql, *statement.arguments(values))

@@ -3,12 +3,14 @@ while it sat idle is replaced before a request uses it, one that breaks under a 
 handed out again, and requests get connections in the order they asked for them."""
 
 import asyncio
+import time
 import uuid
 from dataclasses import replace
 
 import asyncpg
 import pytest
 
+from db import compiled
 from db import engine as engine_module
 from db.compiled import driver_connection
 from db.engine import asyncpg_url, create_engine
@@ -38,6 +40,7 @@ def run_with_store(settings, scenario, **changes):
         try:
             return await scenario(store)
         finally:
+            await store.close()
             await store.engine.dispose()
 
     return asyncio.run(go())
@@ -89,3 +92,37 @@ def test_requests_get_connections_in_the_order_they_asked(settings):
         assert served == [f"waiting {n}" for n in range(5)] + [f"late {n}" for n in range(5)]
 
     run_with_store(settings, scenario, db_pool_size=1, db_max_overflow=0)
+
+
+def test_the_connection_a_request_used_serves_the_next_and_goes_back_to_the_pool_when_requests_stop(settings):
+    async def scenario(store):
+        pool = store.engine.sync_engine.pool
+        for _ in range(3):
+            with pytest.raises(TaskNotFound):
+                await store.get("nobody", uuid.uuid4())
+        kept = pool.checkedout()  # kept for the next request, not checked in and out each time
+        await asyncio.sleep(compiled.WARM_IDLE_SECONDS + 0.5)
+        return kept, pool.checkedout()
+
+    assert run_with_store(settings, scenario, db_pool_size=3) == (1, 0)
+
+
+def test_the_engines_other_users_always_find_a_connection_left_in_the_pool(settings):
+    """Keyed creates, the change feed and housekeeping check out from the engine's pool: the
+    connections kept for the next request never take the last one."""
+
+    async def scenario(store):
+        async def request() -> None:
+            with pytest.raises(TaskNotFound):
+                await store.get("nobody", uuid.uuid4())
+
+        await asyncio.gather(request(), request())  # both connections of the pool in use at once
+        kept = store.engine.sync_engine.pool.checkedout()
+        started = time.monotonic()
+        user_id = f"keyed_{uuid.uuid4().hex[:12]}"
+        _, replay = await store.create(user_id, {"title": "A task"}, idempotency_key=("key", "print"))
+        return kept, replay, time.monotonic() - started
+
+    kept, replay, waited = run_with_store(settings, scenario, db_pool_size=2, db_max_overflow=0)
+    assert (kept, replay) == (1, False)
+    assert waited < compiled.WARM_IDLE_SECONDS  # served at once, not when the kept one cooled

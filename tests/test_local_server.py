@@ -147,6 +147,7 @@ def test_the_engine_works_in_both_pool_modes(database, pgbouncer):
                 with pytest.raises(TaskNotFound):
                     await store.get("nobody", uuid.uuid4())
         finally:
+            await store.close()
             await store.engine.dispose()
 
     asyncio.run(twice())

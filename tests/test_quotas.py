@@ -89,6 +89,7 @@ def test_twenty_concurrent_creates_at_one_below_the_quota_leave_exactly_the_quot
                 held = (await connection.execute(count, {"user_id": user_id})).scalar()
             return held, refused
         finally:
+            await store.close()
             await store.engine.dispose()
 
     assert asyncio.run(race()) == (quota, 19)

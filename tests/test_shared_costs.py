@@ -210,6 +210,7 @@ def test_every_statement_runs_under_the_server_side_timeout(pooler):
                     other = (await connection.execute(sa.text("SHOW statement_timeout"))).scalar()
                 return hot, other
             finally:
+                await store.close()
                 await store.engine.dispose()
 
         assert asyncio.run(timeouts()) == ("250ms", "250ms")
