@@ -71,8 +71,8 @@ async def list_tasks(request: Request) -> Response:
         args.append(query["priority"])
         where.append(f"priority = ${len(args)}::task_priority")
     if "tag" in query:
-        args.append([query["tag"]])
-        where.append(f"tags @> ${len(args)}::text[]")
+        args.append([f"{user_id}\x1f{query['tag']}"])  # the API's (user, tag) keys: migrations/0009
+        where.append(f"user_tag_keys(user_id, tags) @> ${len(args)}::text[]")
     if "cursor" in query:
         last_key, last_id = orjson.loads(base64.urlsafe_b64decode(query["cursor"] + "=="))
         args += [last_key and datetime.fromisoformat(last_key), last_id]

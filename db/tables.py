@@ -47,7 +47,7 @@ sa.Index("ix_tasks_user_title", tasks.c.user_id, sa.func.lower(tasks.c.title), t
 sa.Index("ix_tasks_user_due", tasks.c.user_id, sa.func.coalesce(tasks.c.due_at, NO_DUE_DATE_LAST), tasks.c.id)
 sa.Index("ix_tasks_user_priority", tasks.c.user_id, tasks.c.priority, tasks.c.id)
 sa.Index("ix_tasks_user_revision", tasks.c.user_id, tasks.c.revision, unique=True)
-# Searches and tag filters (migrations/versions/0006): GIN, led by user_id (btree_gin).
+# Searches (migrations/versions/0006): GIN, led by user_id (btree_gin).
 TRIGRAMS = {"title": "gin_trgm_ops", "description": "gin_trgm_ops"}
 sa.Index("ix_tasks_user_title_trgm", tasks.c.user_id, tasks.c.title, postgresql_using="gin", postgresql_ops=TRIGRAMS)
 sa.Index(
@@ -57,7 +57,16 @@ sa.Index(
     postgresql_using="gin",
     postgresql_ops=TRIGRAMS,
 )
-sa.Index("ix_tasks_user_tags", tasks.c.user_id, tasks.c.tags, postgresql_using="gin")
+# Tag filters (migrations/versions/0009): GIN on one key per (user, tag), see `tag_keys`.
+TAG_KEY_SEPARATOR = "\x1f"
+user_tag_keys = sa.func.user_tag_keys(tasks.c.user_id, tasks.c.tags, type_=ARRAY(sa.Text))
+sa.Index("ix_tasks_user_tag_keys", user_tag_keys, postgresql_using="gin", postgresql_with={"fastupdate": "off"})
+
+
+def tag_keys(user_id: str, tags: list[str]) -> list[str]:
+    """The keys `user_tag_keys(user_id, tags)` holds for these tags, as the database makes them."""
+    return [user_id + TAG_KEY_SEPARATOR + tag for tag in tags]
+
 
 user_revisions = sa.Table(
     "user_revisions",

@@ -6,8 +6,8 @@ Every table that holds user data is hash-distributed by `user_id`, co-located wi
 shard: every statement of the API, scoped by one user, runs on one node, and the revision
 triggers touch only that node. A migration that adds such a table lists it in USER_TABLES and
 ends with `distribute()`; one that adds a function which a trigger calls lists it in
-TRIGGER_FUNCTIONS. On Citus, tests/test_citus.py fails for a table with a `user_id` column
-that is not distributed.
+TRIGGER_FUNCTIONS, one that an index calls in INDEX_FUNCTIONS. On Citus, tests/test_citus.py
+fails for a table with a `user_id` column that is not distributed.
 """
 
 import sqlalchemy as sa
@@ -21,6 +21,9 @@ USER_TABLES = ("user_revisions", "tasks", "task_tombstones", "idempotency_keys")
 TRIGGER_FUNCTIONS = ("next_revision(text)", "next_revision_removing_task(text)")
 """Functions that trigger functions call: Citus copies a trigger's own function to the workers
 with the trigger, but not what that function calls (it cannot see into PL/pgSQL)."""
+
+INDEX_FUNCTIONS = ("user_tag_keys(text,text[])",)
+"""Functions that indexes (and the statements that use them) call, on every node."""
 
 
 def citus(connection: sa.Connection) -> bool:
@@ -47,7 +50,8 @@ def _exists(connection: sa.Connection, name: str, kind: str) -> bool:
 
 def distribute() -> None:
     """Distributes each table of USER_TABLES that exists and is not distributed yet (moving any
-    rows it holds to the shards), and puts TRIGGER_FUNCTIONS on every node. Safe to call again."""
+    rows it holds to the shards), and puts TRIGGER_FUNCTIONS and INDEX_FUNCTIONS on every node.
+    Safe to call again."""
     connection = op.get_bind()
     if not citus(connection):
         return
@@ -64,7 +68,7 @@ def distribute() -> None:
         )
         connection.execute(sa.text("SELECT truncate_local_data_after_distributing_table(:table)"), {"table": table})
         connection.execute(sa.text(f'ALTER TABLE "{table}" ENABLE TRIGGER USER'))
-    for function in TRIGGER_FUNCTIONS:
+    for function in TRIGGER_FUNCTIONS + INDEX_FUNCTIONS:
         if _exists(connection, function, "regprocedure"):
             connection.execute(sa.text("SELECT create_distributed_function(:function)"), {"function": function})
 

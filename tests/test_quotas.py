@@ -188,6 +188,7 @@ def test_twenty_concurrent_keyed_creates_at_one_below_the_key_quota_leave_exactl
                 held = [(await connection.execute(sql, {"user_id": user_id})).scalar() for sql in (keys, tasks)]
             return *held, refused
         finally:
+            await store.close()
             await engine.dispose()
 
     assert asyncio.run(race()) == (quota, quota, 19)

