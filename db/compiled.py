@@ -133,8 +133,9 @@ class Turns:
         self.warm = [entry for entry in self.warm if now - entry[1] < idle_seconds]
         for pooled, _, _ in stale:
             await greenlet_spawn(pooled.close)
-        if self.warm and self._sweep is None:
-            self._sweep = asyncio.get_running_loop().call_later(self.idle_limit, self._start_sweep)
+        if self.warm and self._sweep is None:  # again when the longest idle of those left is due
+            due = min(idle_since for _, idle_since, _ in self.warm) + self.idle_limit - time.monotonic()
+            self._sweep = asyncio.get_running_loop().call_later(max(due, 0.0), self._start_sweep)
 
 
 @contextlib.asynccontextmanager

@@ -97,11 +97,12 @@ def test_requests_get_connections_in_the_order_they_asked(settings):
 def test_the_connection_a_request_used_serves_the_next_and_goes_back_to_the_pool_when_requests_stop(settings):
     async def scenario(store):
         pool = store.engine.sync_engine.pool
-        for _ in range(3):
+        for pause in (0.0, 0.6):  # the second a while after the first
+            await asyncio.sleep(pause)
             with pytest.raises(TaskNotFound):
                 await store.get("nobody", uuid.uuid4())
         kept = pool.checkedout()  # kept for the next request, not checked in and out each time
-        await asyncio.sleep(compiled.WARM_IDLE_SECONDS + 0.5)
+        await asyncio.sleep(compiled.WARM_IDLE_SECONDS + 0.3)  # a second after the last request, and some
         return kept, pool.checkedout()
 
     assert run_with_store(settings, scenario, db_pool_size=3) == (1, 0)
