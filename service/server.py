@@ -51,6 +51,42 @@ class _Refused(Exception):
     """Raised inside a parser callback to stop parsing; uvicorn then calls send_400_response."""
 
 
+class _HeadWithBody:
+    """The transport as a response cycle sees it: the head of an answer of known length waits
+    for the first part of its body and goes out with it, in one send and one TCP segment
+    (uvicorn writes them apart: two sends and two wake-ups of the client per answer). An answer
+    of unknown length (an event stream) or without a body (HEAD, an empty one) has its head
+    written at once."""
+
+    __slots__ = ("_head", "_head_written", "cycle", "transport")
+
+    def __init__(self, transport: asyncio.Transport, cycle) -> None:
+        self.transport, self.cycle = transport, cycle
+        self._head: bytes | None = None
+        self._head_written = False
+
+    def write(self, data: bytes) -> None:
+        if self._head is not None:
+            data, self._head = self._head + data, None
+        elif self.cycle.response_started and not self._head_written:  # uvicorn writing the head
+            self._head_written = True
+            cycle = self.cycle
+            body_follows = cycle.expected_content_length > 0 and cycle.scope["method"] != "HEAD"
+            if cycle.chunked_encoding is False and body_follows:
+                self._head = data
+                return
+        self.transport.write(data)
+
+    def close(self) -> None:
+        if self._head is not None:  # the body never came: the head alone, as uvicorn would have sent it
+            self.transport.write(self._head)
+            self._head = None
+        self.transport.close()
+
+    def is_closing(self) -> bool:
+        return self.transport.is_closing()
+
+
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def __init__(self, *args, limits: ServerLimits, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -169,6 +205,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._disarm()
         self._reading_head = False
         super().on_headers_complete()
+        if self.cycle is not None:
+            self.cycle.transport = _HeadWithBody(self.transport, self.cycle)
 
     def on_message_complete(self) -> None:
         self._disarm()
