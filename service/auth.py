@@ -26,7 +26,11 @@ from service.jwks import JwksKeys
 from service.settings import ConfigError, Settings
 
 SECRET_ALGORITHM = "HS256"
-VERIFIED_TOKENS_KEPT = 10_000
+VERIFIED_TOKENS_KEPT = 50_000
+"""Tokens whose signature is not checked again while they last, the least recently used
+dropped first: about 320 bytes each (16 MB full, measured with tracemalloc; 28 MB with
+255-character user ids). Tokens used in turn by more callers than this are all dropped before
+their next use: at 10,000, every request of the benchmark's 20,000 users checked a signature."""
 _CURVES = {"secp256r1": ["ES256"], "secp384r1": ["ES384"], "secp521r1": ["ES512"]}
 
 

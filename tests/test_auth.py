@@ -1,5 +1,6 @@
 """Who may call: a valid token for the path's user, and nobody else."""
 
+import asyncio
 import time
 import uuid
 
@@ -112,3 +113,23 @@ def test_issuer_and_audience_are_enforced_when_configured(settings):
         assert call_with(client, "erin", "Bearer " + token(good)).status_code == 200
         for wrong in ({"iss": "https://other.example"}, {"aud": "https://other.example"}):
             assert_unauthorized(call_with(client, "erin", "Bearer " + token({**good, **wrong})))
+
+
+def test_twenty_thousand_users_calling_in_turn_have_their_signatures_checked_once(settings, monkeypatch):
+    """A busy service's callers take turns: each of them pays for a signature check once per
+    token, not on every call because the others pushed it out of the verified tokens."""
+    from service.auth import TokenVerifier
+
+    verifier = TokenVerifier(settings)
+    tokens = [verifier.mint(f"user_{n}") for n in range(20_000)]
+    checks = []
+    decode = jwt.decode
+    monkeypatch.setattr(jwt, "decode", lambda *args, **kwargs: checks.append(1) or decode(*args, **kwargs))
+
+    async def every_user_calls() -> list[str]:
+        return [await verifier.user_of(token) for token in tokens]
+
+    first = asyncio.run(every_user_calls())
+    second = asyncio.run(every_user_calls())
+    assert first == second == [f"user_{n}" for n in range(20_000)]
+    assert len(checks) == 20_000  # the first call of each, none of the second
