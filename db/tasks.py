@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db import idempotency
 from db.compiled import Compiled, Turns, driver_connection
+from db.custom_plans import CustomPlans
 from db.tables import NO_DUE_DATE_LAST, PRIORITIES, priority_type, tag_keys, tasks, user_revisions, user_tag_keys
 from service.errors import InvalidCursor, PreconditionFailed, QuotaExceeded, TaskNotFound
 
@@ -259,6 +260,7 @@ class TaskStore:
         self.idempotency_key_seconds = idempotency_key_seconds
         self.in_transactions = in_transactions
         self.turns = Turns(engine)
+        self.custom_plans = CustomPlans()
 
     async def close(self) -> None:
         """Gives the connections kept for the next request back to the engine's pool (before it is disposed)."""
@@ -266,10 +268,10 @@ class TaskStore:
 
     async def _fetch(self, statement: Compiled, values: dict, *, planned_per_call: bool = False) -> list:
         """The statement's rows; `planned_per_call` for one whose best plan depends on its values
-        (see `page`): prepared afresh instead of from asyncpg's cache of prepared statements."""
+        (see `page`): never run with a generic plan (db/custom_plans.py)."""
         async with driver_connection(self.engine, self.turns, in_transaction=self.in_transactions) as connection:
-            if planned_per_call:
-                return await (await connection.prepare(statement.sql)).fetch(*statement.arguments(values))
+            if planned_per_call and not self.in_transactions:  # behind a pooler nothing stays prepared anyway
+                return await self.custom_plans.fetch(connection, statement.sql, statement.arguments(values))
             return await connection.fetch(statement.sql, *statement.arguments(values))
 
     async def _one(self, statement: Compiled, values: dict) -> dict | None:

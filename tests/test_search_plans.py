@@ -16,6 +16,7 @@ from sqlalchemy.dialects import postgresql
 
 from db.changes import feed_statement
 from db.compiled import driver_connection
+from db.custom_plans import CustomPlans
 from db.engine import asyncpg_url, create_engine
 from db.tasks import ListFilter, TaskStore, list_query
 
@@ -152,3 +153,21 @@ def test_the_search_keeps_its_meaning_with_the_index(alice):
     assert sorted(t["title"] for t in alice.list_tasks(q="milk")["items"]) == ["Buy MILK", "x"]
     assert [t["title"] for t in alice.list_tasks(q="0% d")["items"]] == ["100% done"]
     assert [t["title"] for t in alice.list_tasks(q="a_b")["items"]] == ["a_b"]
+
+
+def test_a_statement_held_for_its_custom_plans_is_prepared_again_after_a_schema_change(database):
+    """A migration while the service runs: the held statement's plan is invalid, the page is not."""
+
+    async def around_a_migration():
+        connection = await _connect(database)
+        plans = CustomPlans()
+        try:
+            await connection.execute("CREATE TEMPORARY TABLE notes (body text); INSERT INTO notes VALUES ('kept')")
+            first = await plans.fetch(connection, "SELECT * FROM notes WHERE body = $1", ["kept"])
+            await connection.execute("ALTER TABLE notes ADD COLUMN added text")
+            again = await plans.fetch(connection, "SELECT * FROM notes WHERE body = $1", ["kept"])
+            return [tuple(row) for row in first], [tuple(row) for row in again]
+        finally:
+            await connection.close()
+
+    assert asyncio.run(around_a_migration()) == ([("kept",)], [("kept", None)])
