@@ -98,8 +98,8 @@ def live_updates(settings: Settings, engine) -> tuple[ChangeFeed, Fanout, Change
 
 
 def create_app(settings: Settings | None = None, *, one_pass: bool = True) -> AsyncApp:
-    """The app; `one_pass=False` keeps Connexion's stock request path (the equivalence tests
-    compare the two)."""
+    """The app; `one_pass=False` keeps Connexion's stock request path and router (the
+    equivalence tests compare the two)."""
     settings = settings or Settings.from_env()
     contract.install(max_json_depth=settings.max_json_depth)
 
@@ -199,4 +199,6 @@ def create_app(settings: Settings | None = None, *, one_pass: bool = True) -> As
     app.add_middleware(contract.ConcretePathsFirst, position=MiddlewarePosition.BEFORE_ROUTING, document=document)
     app.add_middleware(contract.NoSlashRedirects, position=MiddlewarePosition.BEFORE_ROUTING)
     app.add_middleware(ContractDocs, position=MiddlewarePosition.BEFORE_ROUTING, spec_path=SPEC_PATH, document=document)
+    if one_pass:
+        contract.route_by_contract(app.middleware)
     return app

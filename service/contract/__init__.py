@@ -11,6 +11,7 @@ fails loudly, by name.
 - ``pipeline``: what Connexion's stock path rebuilds per request, built once per operation.
 - ``media_types``: case-insensitive media types, the success type of returned data.
 - ``paths``: concrete paths before templated ones.
+- ``routing``: a request for one of the operations routed by its pattern, not Starlette's router.
 
 Written for Connexion ``WRITTEN_FOR``, the one place its version is pinned in code.
 """
@@ -28,6 +29,7 @@ from service.contract.media_types import CaseInsensitiveMediaTypes
 from service.contract.one_pass import OnePass, one_pass_stack
 from service.contract.parameters import URIParser
 from service.contract.paths import ConcretePathsFirst, NoSlashRedirects
+from service.contract.routing import route_by_contract
 from service.contract.validation import VALIDATOR_MAP
 
 WRITTEN_FOR = "3.3.0"
@@ -43,6 +45,7 @@ __all__ = [
     "install",
     "load_document",
     "one_pass_stack",
+    "route_by_contract",
 ]
 
 
