@@ -11,7 +11,6 @@ import re
 import time
 from contextvars import ContextVar
 
-from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 HEADER = "X-Request-ID"
@@ -62,6 +61,21 @@ def _has_body(scope: Scope) -> bool:
     return False
 
 
+def _encoded(headers: dict[str, str]) -> dict[bytes, bytes]:
+    return {name.lower().encode("latin-1"): value.encode("latin-1") for name, value in headers.items()}
+
+
+_NOSNIFF, _STANDARD, _CLOSE = _encoded(NOSNIFF), _encoded(STANDARD_HEADERS), _encoded(CLOSE)
+_HEADER_NAME = HEADER.lower().encode("latin-1")
+
+
+def _offered_request_id(scope: Scope) -> str:
+    for name, value in scope["headers"]:
+        if name == _HEADER_NAME:
+            return value.decode("latin-1")
+    return ""
+
+
 class RequestContextMiddleware:
     """Takes the caller's request id when it is sane, else makes one; logs one line per request."""
 
@@ -72,8 +86,8 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        offered = Headers(scope=scope).get(HEADER, "")
-        request_id = offered if SANE_REQUEST_ID.fullmatch(offered) else new_request_id()
+        offered = _offered_request_id(scope)
+        request_id = offered if offered and SANE_REQUEST_ID.fullmatch(offered) else new_request_id()
         id_token = _request_id.set(request_id)
         extra: dict[str, str] = {}
         extra_token = _extra_headers.set(extra)
@@ -93,11 +107,14 @@ class RequestContextMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                standard = NOSNIFF if cacheable and status < 400 else STANDARD_HEADERS
-                ours = {HEADER: request_id, **standard, **extra, **(CLOSE if body_unread else {})}
-                encoded = {name.lower().encode("latin-1"): value.encode("latin-1") for name, value in ours.items()}
-                kept = [(name, value) for name, value in message.get("headers", ()) if name.lower() not in encoded]
-                message["headers"] = kept + list(encoded.items())  # ours replace any of the same name
+                ours = {_HEADER_NAME: request_id.encode("latin-1")}
+                ours.update(_NOSNIFF if cacheable and status < 400 else _STANDARD)
+                if extra:
+                    ours.update(_encoded(extra))
+                if body_unread:
+                    ours.update(_CLOSE)
+                kept = [(name, value) for name, value in message.get("headers", ()) if name.lower() not in ours]
+                message["headers"] = kept + list(ours.items())  # ours replace any of the same name
             await send(message)
 
         extensions = scope.setdefault("extensions", {})  # Connexion names the operation and user in it
