@@ -123,7 +123,8 @@ FROM generate_series(1, $2) n
 """
 
 
-async def seed(dsn: str, verifier: TokenVerifier) -> Seeded:
+async def seed(dsn: str, verifier: TokenVerifier, many: int = MANY) -> Seeded:
+    """`many`: how many many-users to seed (0 when no case chosen spreads over them)."""
     connection = await asyncpg.connect(dsn)
     try:
         for size in LIST_SIZES:
@@ -137,7 +138,7 @@ async def seed(dsn: str, verifier: TokenVerifier) -> Seeded:
             """INSERT INTO tasks (user_id, title, priority, tags)
                SELECT 'many-' || lpad(u::text, 5, '0'), 'task ' || n, 'medium', ARRAY['bench']
                FROM generate_series(0, $1 - 1) u, generate_series(1, 3) n""",
-            MANY,
+            many,
         )
         rows = await connection.fetch(
             "SELECT DISTINCT ON (user_id) user_id, id FROM tasks WHERE user_id LIKE 'many-%' ORDER BY user_id, id"
@@ -147,7 +148,7 @@ async def seed(dsn: str, verifier: TokenVerifier) -> Seeded:
     finally:
         await connection.close()
     users = [list_user(size) for size in LIST_SIZES] + [person(index) for index in range(PEOPLE)]
-    users += [many_user(index) for index in range(MANY)]
+    users += [many_user(index) for index in range(many)]
     return Seeded({user: verifier.mint(user) for user in users}, people_tasks, many_tasks=many_tasks)
 
 
@@ -519,7 +520,7 @@ def main() -> None:
     raw: dict = {}
     with capacity.database(args.citus) as (database, database_servers):
         dsn = asyncpg_url(database.url).replace("postgresql+asyncpg", "postgresql")
-        seeded = asyncio.run(seed(dsn, verifier))
+        seeded = asyncio.run(seed(dsn, verifier, many=MANY if any(case.users == MANY for case in cases) else 0))
         env = {
             **os.environ,
             "DATABASE_URL": database.url,
