@@ -73,8 +73,10 @@ class Turns:
     the instructions of a list request (callgrind). A connection given back goes onto a stack
     here instead, and the next request takes it without the pool, while it has been idle less
     than a second (and less than the engine's ping-after-idle) and in use less than a minute;
-    otherwise it goes back to the pool, as does every one a second after requests stop. One
-    connection is always left to the pool, for the engine's other users."""
+    otherwise it goes back to the pool, as does every one a second after requests stop. A
+    connection is kept only while the requests in turn and the kept connections leave one of the
+    pool's to its other users (keyed creates, the change feed, readiness, housekeeping): when
+    every turn is taken, connections go back through the pool's queue, where those users wait."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         pool = engine.sync_engine.pool  # its size, overflow and checkout timeout, as configured
@@ -84,6 +86,7 @@ class Turns:
         self.timeout = pool._timeout
         self.warm: list[tuple[PoolProxiedConnection, float, float]] = []  # (connection, idle since, taken at)
         self.warm_limit = permits - 1
+        self.in_turn = 0  # requests holding a turn
         self.idle_limit = min(WARM_IDLE_SECONDS, db_engine.IDLE_BEFORE_PING_SECONDS)
         self._sweep: asyncio.TimerHandle | None = None
 
@@ -98,9 +101,11 @@ class Turns:
                 raise PoolTimeout(f"no connection free within {self.timeout} s, waiting in turn") from None
         else:
             await self.semaphore.acquire()  # at once: no timer to set up
+        self.in_turn += 1
         try:
             yield
         finally:
+            self.in_turn -= 1
             self.semaphore.release()
 
     async def take(self) -> tuple[PoolProxiedConnection, float]:
@@ -108,13 +113,16 @@ class Turns:
         now = time.monotonic()
         while self.warm:
             pooled, idle_since, taken_at = self.warm.pop()
-            if now - idle_since < self.idle_limit and now - taken_at < WARM_LIFE_SECONDS:
+            if t.cast(asyncpg.Connection, pooled.driver_connection).is_closed():  # the server ended it
+                pooled.invalidate()
+            elif now - idle_since < self.idle_limit and now - taken_at < WARM_LIFE_SECONDS:
                 return pooled, taken_at
             await greenlet_spawn(pooled.close)
         return await self.engine.raw_connection(), now
 
     async def give_back(self, pooled: PoolProxiedConnection, taken_at: float, *, healthy: bool) -> None:
-        if healthy and len(self.warm) < self.warm_limit:
+        """Called in the request's turn: `in_turn` counts it, and the connection it gives back."""
+        if healthy and self.in_turn + len(self.warm) <= self.warm_limit:
             self.warm.append((pooled, time.monotonic(), taken_at))
             if self._sweep is None:
                 self._sweep = asyncio.get_running_loop().call_later(self.idle_limit, self._start_sweep)

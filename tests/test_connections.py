@@ -127,3 +127,28 @@ def test_the_engines_other_users_always_find_a_connection_left_in_the_pool(setti
     kept, replay, waited = run_with_store(settings, scenario, db_pool_size=2, db_max_overflow=0)
     assert (kept, replay) == (1, False)
     assert waited < compiled.WARM_IDLE_SECONDS  # served at once, not when the kept one cooled
+
+
+def test_requests_in_every_turn_leave_the_engines_other_users_their_place_in_the_pools_queue(settings):
+    """With every connection busy serving requests, one another user of the engine needs (a
+    keyed create) is served in the pool's queue, not after the busy ones stop."""
+
+    async def scenario(store):
+        busy = True
+
+        async def requests_one_after_another() -> None:
+            while busy:
+                with pytest.raises(TaskNotFound):
+                    await store.get("nobody", uuid.uuid4())
+
+        loops = [asyncio.create_task(requests_one_after_another()) for _ in range(12)]
+        await asyncio.sleep(0.2)  # every turn taken, others waiting
+        try:
+            user_id = f"keyed_{uuid.uuid4().hex[:12]}"
+            _, replay = await store.create(user_id, {"title": "A task"}, idempotency_key=("key", "print"))
+        finally:
+            busy = False
+            await asyncio.gather(*loops)
+        return replay
+
+    assert run_with_store(settings, scenario, db_pool_size=3, db_max_overflow=0) is False
