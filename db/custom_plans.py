@@ -27,7 +27,11 @@ class CustomPlans:
         self._held: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     async def fetch(self, connection: asyncpg.Connection, sql: str, arguments: list) -> list:
-        held = self._held.setdefault(connection, collections.OrderedDict())
+        held = self._held.get(connection)
+        if held is None:
+            # The statements refer to their connection: weak keys alone would keep it for ever.
+            held = self._held[connection] = collections.OrderedDict()
+            connection.add_termination_listener(self._forget)
         statement, runs = held.pop(sql, (None, PLANNED_FOR_THEIR_VALUES))
         if runs >= PLANNED_FOR_THEIR_VALUES:
             statement, runs = await connection.prepare(sql), 0
@@ -39,3 +43,7 @@ class CustomPlans:
         except asyncpg.InvalidCachedStatementError:  # the schema changed under it: prepare it again
             held.pop(sql, None)
             return await (await connection.prepare(sql)).fetch(*arguments)
+
+    def _forget(self, connection: asyncpg.Connection) -> None:
+        """A closed or lost connection's statements go with it."""
+        self._held.pop(connection, None)

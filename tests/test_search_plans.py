@@ -6,7 +6,9 @@ Beside the user, others hold as many rows with a tag the user has none of: by gl
 that tag is common, and the planner took it to be common for this user too."""
 
 import asyncio
+import gc
 import json
+import weakref
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -171,3 +173,21 @@ def test_a_statement_held_for_its_custom_plans_is_prepared_again_after_a_schema_
             await connection.close()
 
     assert asyncio.run(around_a_migration()) == ([("kept",)], [("kept", None)])
+
+
+def test_the_statements_held_for_a_closed_connection_are_let_go_with_it(database):
+    """Connections come and go (recycled every few minutes, lost with the database): what was
+    held for one must not keep it, and its statements, alive for the life of the process."""
+
+    async def a_connection_used_then_closed() -> tuple[bool, int]:
+        plans = CustomPlans()
+        connection = await _connect(database)
+        await plans.fetch(connection, "SELECT $1::int AS n", [1])
+        gone = weakref.ref(connection)
+        await connection.close()
+        await asyncio.sleep(0)  # asyncpg tells its listeners on the loop's next turn
+        del connection
+        gc.collect()
+        return gone() is None, len(plans._held)
+
+    assert asyncio.run(a_connection_used_then_closed()) == (True, 0)
