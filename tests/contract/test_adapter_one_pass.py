@@ -69,6 +69,7 @@ def requests_of(user_id: str, task_id: str, token: str, other_token: str) -> lis
         ("GET", base, {"Authorization": "Basic abc"}, None),
         ("GET", "/api/not%20an%20id/tasks", auth, None),
         ("GET", f"/api/{user_id}%0A/tasks", auth, None),
+        ("GET", f"{base}%0A", auth, None),
         ("GET", task, auth, None),
         ("GET", task, {**auth, "If-None-Match": '"nope"'}, None),
         ("GET", f"{base}/{uuid.uuid4()}", auth, None),
