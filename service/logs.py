@@ -63,6 +63,10 @@ class JsonFormatter(logging.Formatter):
         return _UNSAFE_IN_JSON.sub(_json_escaped, json.dumps(entry, ensure_ascii=False))
 
 
+BATCH = 1_000
+"""Lines per write at most: a flood is written as it comes, not gathered whole first."""
+
+
 class Deferred(logging.Handler):
     """Formats and writes records on a thread of its own, which wakes every `interval` seconds
     and writes what came in since, in one write: a request only appends its access log record
@@ -70,13 +74,17 @@ class Deferred(logging.Handler):
     the thread for each record cost a thread switch and a hand-over of the GIL per request: over
     1,000 list requests (strace -c), 5,831 futex calls and 996 writes before, 263 and 49 now.
     A record whose arguments could change before the thread formats it has its message made
-    here, as `logging.handlers.QueueHandler` does."""
+    here, as `logging.handlers.QueueHandler` does. At most `max_queued` records wait (a reader of
+    the log that stops reading must not grow the process): past it they are counted, dropped, and
+    the count is written when writing resumes."""
 
-    def __init__(self, target: logging.Handler, *, interval: float = 0.05) -> None:
+    def __init__(self, target: logging.Handler, *, interval: float = 0.05, max_queued: int = 20_000) -> None:
         super().__init__()
         self.target = target
         self.interval = interval
         self.records: collections.deque = collections.deque()  # append and popleft need no lock
+        self.max_queued = max_queued
+        self.dropped = 0
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._write, name="log writer", daemon=True)
         self.thread.start()
@@ -86,23 +94,37 @@ class Deferred(logging.Handler):
         args = record.args  # a tuple, or the one mapping given
         if args and not (isinstance(args, tuple) and all(isinstance(arg, str | int | float) for arg in args)):
             record.msg, record.args = record.getMessage(), None
+        if len(self.records) >= self.max_queued:  # the log's reader has stopped reading: bounded
+            self.dropped += 1
+            return
         self.records.append(record)
 
     def _write(self) -> None:
         stopping = False
         while not stopping:
             stopping = self.stopping.wait(self.interval)
-            lines = []
-            while self.records:
-                record = self.records.popleft()
-                try:
-                    lines.append(self.target.format(record))
-                except Exception:
-                    self.target.handleError(record)
-            if lines:
-                stream = self.target.stream
-                stream.write("\n".join(lines) + "\n")
-                stream.flush()
+            while self.records or self.dropped:
+                lines = []
+                for _ in range(min(len(self.records), BATCH)):
+                    record = self.records.popleft()
+                    try:
+                        lines.append(self.target.format(record))
+                    except Exception:
+                        self.target.handleError(record)
+                if self.dropped:
+                    dropped, self.dropped = self.dropped, 0
+                    message = f"{dropped} log records dropped: more than {self.max_queued} waited to be written"
+                    warning = {"name": __name__, "msg": message, "levelname": "WARNING", "levelno": logging.WARNING}
+                    lines.append(self.target.format(logging.makeLogRecord({**warning, "request_id": "-"})))
+                self._put(lines)
+
+    def _put(self, lines: list[str]) -> None:
+        try:
+            stream = self.target.stream
+            stream.write("\n".join(lines) + "\n")
+            stream.flush()
+        except Exception:  # a closed or broken stream: those lines are lost, the thread goes on
+            pass
 
     def close(self) -> None:
         """Writes what is queued, then stops the thread (at exit, or when logging is reconfigured)."""

@@ -3,6 +3,7 @@
 import io
 import logging
 import threading
+import time
 
 from service.logs import Deferred, TextFormatter
 from service.request_context import RequestIdFilter, _request_id
@@ -39,3 +40,47 @@ def test_records_are_written_in_order_by_another_thread_with_their_requests_ids(
     assert lines[500].endswith("a dict {'state': 'as logged'}")
     assert "[-] outside a request" in lines[501]
     assert set(written_by) == {handler.thread} != {threading.current_thread()}
+
+
+class StalledStream(io.StringIO):
+    """A log reader that stops reading (a full pipe): writes wait until it reads again; the
+    first write fails, as on a broken pipe."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reading = threading.Event()
+        self.failed_once = False
+
+    def write(self, text: str) -> int:
+        if not self.failed_once:
+            self.failed_once = True
+            raise BrokenPipeError("the reader went away")
+        self.reading.wait()
+        return super().write(text)
+
+
+def test_a_log_reader_that_stops_reading_costs_bounded_memory_and_loses_count_not_the_writer():
+    stream = StalledStream()
+    target = logging.StreamHandler(stream)
+    target.setFormatter(TextFormatter())
+    handler = Deferred(target, interval=0.01, max_queued=1_000)
+    handler.addFilter(RequestIdFilter())
+    logger = logging.getLogger("tests.deferred.stalled")
+    logger.addHandler(handler)
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    try:
+        logger.info("lost with the broken pipe")
+        time.sleep(0.1)  # written, and failed
+        for number in range(25_000):
+            logger.info("line %d", number)
+        waiting = len(handler.records)
+        stream.reading.set()
+    finally:
+        handler.close()
+        logger.removeHandler(handler)
+    lines = stream.getvalue().splitlines()
+    assert waiting <= 1_000
+    assert handler.thread.is_alive() is False and lines[-1].endswith("waited to be written")
+    dropped = int(lines[-1].split(" [-] ")[1].split()[0])
+    assert len(lines) - 1 + dropped == 25_000  # every line written or counted
