@@ -107,7 +107,7 @@ async def _open_idle(port: int, user: str, token: str) -> tuple[int, asyncio.Str
     return status, writer
 
 
-async def idle_cost(service, tokens: TokenVerifier) -> dict:
+async def idle_cost(service, tokens: TokenVerifier, seconds: float = IDLE_SECONDS) -> dict:
     """RSS and CPU of the worker holding 1,000 streams that nothing happens on."""
     process = psutil.Process(service.pid)
     port = int(service.base_url.rsplit(":", 1)[1])
@@ -128,7 +128,7 @@ async def idle_cost(service, tokens: TokenVerifier) -> dict:
     await asyncio.sleep(2)
     held = process.memory_info().rss
     cpu_before, wall_before = sum(process.cpu_times()[:2]), time.monotonic()
-    await asyncio.sleep(IDLE_SECONDS)
+    await asyncio.sleep(seconds)
     cpu = (sum(process.cpu_times()[:2]) - cpu_before) / (time.monotonic() - wall_before)
     for _, writer in opened:
         writer.close()
@@ -139,12 +139,12 @@ async def idle_cost(service, tokens: TokenVerifier) -> dict:
         "rss_held_mb": round(held / 2**20, 1),
         "kb_per_stream": round((held - before) / 1024 / len(opened), 1),
         "cpu_seconds_per_second": round(cpu, 4),
-        "idle_seconds": IDLE_SECONDS,
+        "idle_seconds": seconds,
         "one_more_answered": over,
     }
 
 
-def measure(database, secret: str, writes: int) -> dict:
+def measure(database, secret: str, writes: int, idle_seconds: float = IDLE_SECONDS) -> dict:
     tokens = TokenVerifier(Settings.from_env(database_url="unused", jwt_secret=secret))
     base = {"BETTER_AUTH_SECRET": secret, "RATE_LIMIT": "off", "VALIDATE_RESPONSES": "false", "LOG_LEVEL": "ERROR"}
     figures: dict = {"latency": {}}
@@ -164,7 +164,7 @@ def measure(database, secret: str, writes: int) -> dict:
         }
         print(f"  {mode:55} {figures['latency'][mode]}", flush=True)
     with serving(database, **base) as service:
-        figures["idle"] = asyncio.run(idle_cost(service, tokens))
+        figures["idle"] = asyncio.run(idle_cost(service, tokens, idle_seconds))
     print(f"  idle streams: {figures['idle']}", flush=True)
     return figures
 
