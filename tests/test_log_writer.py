@@ -9,6 +9,16 @@ from service.logs import Deferred, TextFormatter
 from service.request_context import RequestIdFilter, _request_id
 
 
+def logger_writing_through(handler: Deferred, name: str) -> logging.Logger:
+    """A logger of its own whose records go to `handler` only, as the service's do."""
+    handler.addFilter(RequestIdFilter())
+    logger = logging.getLogger(name)
+    logger.addHandler(handler)
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    return logger
+
+
 def test_records_are_written_in_order_by_another_thread_with_their_requests_ids():
     stream = io.StringIO()
     target = logging.StreamHandler(stream)
@@ -17,11 +27,7 @@ def test_records_are_written_in_order_by_another_thread_with_their_requests_ids(
     format_in_target = target.format
     target.format = lambda record: written_by.append(threading.current_thread()) or format_in_target(record)
     handler = Deferred(target)
-    handler.addFilter(RequestIdFilter())
-    logger = logging.getLogger("tests.deferred")
-    logger.addHandler(handler)
-    logger.propagate = False
-    logger.setLevel(logging.INFO)
+    logger = logger_writing_through(handler, "tests.deferred")
     try:
         token = _request_id.set("request-one")
         for number in range(500):
@@ -64,11 +70,7 @@ def test_a_log_reader_that_stops_reading_costs_bounded_memory_and_loses_count_no
     target = logging.StreamHandler(stream)
     target.setFormatter(TextFormatter())
     handler = Deferred(target, interval=0.01, max_queued=1_000)
-    handler.addFilter(RequestIdFilter())
-    logger = logging.getLogger("tests.deferred.stalled")
-    logger.addHandler(handler)
-    logger.propagate = False
-    logger.setLevel(logging.INFO)
+    logger = logger_writing_through(handler, "tests.deferred.stalled")
     try:
         logger.info("lost with the broken pipe")
         time.sleep(0.1)  # written, and failed
