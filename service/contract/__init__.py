@@ -16,6 +16,7 @@ fails loudly, by name.
 Written for Connexion ``WRITTEN_FOR``, the one place its version is pinned in code.
 """
 
+import connexion
 from connexion import security as connexion_security
 from connexion.apps.asynchronous import AsyncOperation
 from connexion.decorators import parameter as connexion_parameters
@@ -23,7 +24,7 @@ from connexion.decorators.response import BaseResponseDecorator
 from connexion.lifecycle import ConnexionRequest
 from connexion.spec import OpenAPISpecification
 
-from service.contract import document, media_types, parameters, pipeline, validation
+from service.contract import document, media_types, one_pass, parameters, pipeline, validation
 from service.contract.document import load_document
 from service.contract.media_types import CaseInsensitiveMediaTypes
 from service.contract.one_pass import OnePass, one_pass_stack
@@ -65,3 +66,4 @@ def install(*, max_json_depth: int = validation.RequestBodyValidator.max_depth) 
     connexion_parameters.get_arguments = pipeline.get_arguments
     connexion_parameters.sanitized = pipeline.sanitized
     connexion_security.inspect_function_arguments = pipeline.inspect_function_arguments
+    object.__setattr__(connexion.request, "_get_current_object", one_pass.current_request)  # werkzeug's LocalProxy

@@ -12,7 +12,8 @@ layers (`SecurityMiddleware`, `RequestValidationMiddleware` and the handler call
 3. the media type against the operation's `consumes` (415);
 4. the body read once, parsed once, validated (`validation.RequestBodyValidator.read`);
 5. the handler called with its arguments (`pipeline.arguments_for`) and Connexion's context set,
-   so `connexion.request` and `connexion.context.operation` work in handlers as before;
+   so `connexion.request` and `connexion.context.operation` work in handlers as before
+   (`connexion.request` is the request this pass made, not a new one on each use of it);
 6. the response built as Connexion builds it, its JSON as bytes when the jsonifier can make them.
 
 What the stock path would answer, this answers: `tests/contract/test_adapter_one_pass.py` sends the
@@ -24,6 +25,7 @@ layer is not in the stack at all.
 import asyncio
 import copy
 import typing as t
+from contextvars import ContextVar
 
 from connexion.context import _context, _operation, _receive, _scope
 from connexion.datastructures import MediaTypeDict, NoContent
@@ -55,6 +57,17 @@ from service.errors import PROBLEM_JSON
 _cast = parameters.connexion_get_val_from_param  # with definitions given one type once, in the plan
 _unpack = BaseResponseDecorator._unpack_handler_response
 _update_headers = BaseResponseDecorator._update_headers
+_request: ContextVar[ConnexionRequest | None] = ContextVar("request", default=None)
+
+
+def current_request() -> ConnexionRequest:
+    """What `connexion.request` stands for: Connexion makes a new request object (and a new
+    Starlette request, headers and state under it) each time a handler uses it; this is the one
+    the current pass made, or Connexion's own where no pass made one for this scope."""
+    request, scope = _request.get(), _scope.get()
+    if request is not None and request.scope is scope:
+        return request
+    return ConnexionRequest(scope, _receive.get())
 
 
 def _security_query_params(operation: AbstractOperation) -> list[str]:
@@ -213,6 +226,8 @@ class OperationPass:
         _operation.set(self.operation)
         _receive.set(receive)
         _scope.set(scope)
+        # The handler's `connexion.request`, over the body as replayed (Connexion makes its own with no URI parser)
+        _request.set(ConnexionRequest(scope, receive) if receive is not request.receive else request)
         response = self.respond(await self.call_handler(request, body))
         await response(scope, receive, send)
 

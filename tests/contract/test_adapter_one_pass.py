@@ -9,6 +9,7 @@ import json
 import re
 import uuid
 
+import connexion
 import pytest
 from connexion import AsyncApp
 from connexion.resolver import Resolver
@@ -188,3 +189,28 @@ def test_generated_requests_answer_the_same_through_both_paths(small_both, limit
     ):
         one_pass, stock = (answer(client.request(method, "/things", **kwargs)) for client in small_both)
         assert one_pass == stock
+
+
+def test_a_handler_reads_its_request_through_connexion_as_on_the_stock_path():
+    """`connexion.request` in a handler: the request as sent, through both paths; on the one-pass
+    path it is the request the pass made, not a new one on each use."""
+
+    async def make_thing(body):
+        made = connexion.request._get_current_object()
+        return {
+            "header": connexion.request.headers.get("X-Note"),
+            "made_once": made is connexion.request._get_current_object(),
+        }, 201
+
+    contract.install()
+    answers = []
+    for middlewares in (contract.one_pass_stack(MIDDLEWARES, validate_responses=False), list(MIDDLEWARES)):
+        app = AsyncApp(
+            __name__, middlewares=middlewares, validator_map=contract.VALIDATOR_MAP, uri_parser_class=contract.URIParser
+        )
+        app.add_api(DOCUMENT, resolver=Resolver({**HANDLERS, "make_thing": make_thing}.__getitem__))
+        with TestClient(app) as client:
+            answers.append(client.post("/things", json={"id": str(uuid.uuid4())}, headers={"X-Note": "n"}).json())
+    one_pass, stock = answers
+    assert one_pass["header"] == stock["header"] == "n"
+    assert one_pass["made_once"] and not stock["made_once"]
