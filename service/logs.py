@@ -14,7 +14,7 @@ import re
 import threading
 import time
 
-from service.request_context import RequestIdFilter
+from service.request_context import AccessRecord, RequestIdFilter
 
 ACCESS_FIELDS = ("method", "path", "status", "duration_ms", "operation_id", "user_id")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
@@ -38,10 +38,20 @@ class TextFormatter(logging.Formatter):
 
     def __init__(self) -> None:
         super().__init__(TEXT_FORMAT)
+        self._second: tuple[int, str] = (-1, "")  # the last second formatted, as text
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         record.message = _UNSAFE_IN_TEXT.sub(_escaped, record.message)
         return super().formatMessage(record)
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        """`logging.Formatter`'s time, its date and time made once a second, not once a line."""
+        second, text = self._second
+        if int(record.created) != second:
+            second = int(record.created)
+            text = time.strftime(self.default_time_format, self.converter(record.created))
+            self._second = (second, text)
+        return self.default_msec_format % (text, record.msecs)
 
     def formatException(self, ei) -> str:
         lines = super().formatException(ei).split("\n")
@@ -90,9 +100,20 @@ class Deferred(logging.Handler):
         self.thread.start()
         atexit.register(self.close)
 
+    def handle(self, record: logging.LogRecord) -> bool:
+        """`Handler.handle` without its lock: `emit` only appends to a deque, which is thread-safe."""
+        if self.filter(record):
+            self.emit(record)
+            return True
+        return False
+
     def emit(self, record: logging.LogRecord) -> None:
-        args = record.args  # a tuple, or the one mapping given
-        if args and not (isinstance(args, tuple) and all(isinstance(arg, str | int | float) for arg in args)):
+        args = record.args  # a tuple, or the one mapping given; an access record's are plain values
+        if (
+            args
+            and type(record) is not AccessRecord
+            and not (isinstance(args, tuple) and all(isinstance(arg, str | int | float) for arg in args))
+        ):
             record.msg, record.args = record.getMessage(), None
         if len(self.records) >= self.max_queued:  # the log's reader has stopped reading: bounded
             self.dropped += 1

@@ -5,8 +5,8 @@ import logging
 import threading
 import time
 
-from service.logs import Deferred, TextFormatter
-from service.request_context import RequestIdFilter, _request_id
+from service.logs import ACCESS_FIELDS, TEXT_FORMAT, Deferred, JsonFormatter, TextFormatter
+from service.request_context import AccessRecord, RequestIdFilter, _request_id
 
 
 def logger_writing_through(handler: Deferred, name: str) -> logging.Logger:
@@ -86,3 +86,24 @@ def test_a_log_reader_that_stops_reading_costs_bounded_memory_and_loses_count_no
     assert handler.thread.is_alive() is False and lines[-1].endswith("waited to be written")
     dropped = int(lines[-1].split(" [-] ")[1].split()[0])
     assert len(lines) - 1 + dropped == 25_000  # every line written or counted
+
+
+def test_an_access_record_is_written_as_the_record_logging_itself_would_make():
+    """The access log's own record (request_context.AccessRecord) and one made by `Logger.info`
+    with the same values give the same line, in text and in JSON, whatever the second."""
+    extensions = {"connexion_routing": {"operation_id": "getTask"}, "connexion_context": {"user": "ann"}}
+    values = ("GET", "/api/ann/tasks/\u2028x", 200, 1.25)
+    fields = dict(zip(ACCESS_FIELDS, (*values[:3], round(values[3], 1), "getTask", "ann"), strict=True))
+    logger = logging.getLogger("tasks.access")
+    text, as_json = TextFormatter(), JsonFormatter()
+    for _ in range(3):  # the text formatter keeps each second's date and time: across a second, too
+        ours = AccessRecord("rid-1", *values, extensions)
+        standard = logger.makeRecord(logger.name, logging.INFO, "f", 1, "%s %s %d %.1fms", values, None, extra=fields)
+        standard.__dict__.update(created=ours.created, msecs=ours.msecs, request_id="rid-1")
+        assert (
+            text.format(ours)
+            == text.format(standard)
+            == logging.Formatter(TEXT_FORMAT).format(standard).replace("\u2028", "\\u2028")
+        )
+        assert as_json.format(ours) == as_json.format(standard)
+        time.sleep(0.6)
