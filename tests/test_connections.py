@@ -9,6 +9,7 @@ from dataclasses import replace
 
 import asyncpg
 import pytest
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from db import compiled
 from db import engine as engine_module
@@ -92,6 +93,43 @@ def test_requests_get_connections_in_the_order_they_asked(settings):
         assert served == [f"waiting {n}" for n in range(5)] + [f"late {n}" for n in range(5)]
 
     run_with_store(settings, scenario, db_pool_size=1, db_max_overflow=0)
+
+
+def test_a_request_that_leaves_or_gives_up_while_waiting_its_turn_takes_no_turn_with_it(settings):
+    """A client that goes away while its request waits (the request is cancelled) and a request
+    that waited as long as the pool would have (a 503) leave the turns as they were: the ones
+    still waiting are served in order, and afterwards a request is served at once."""
+
+    async def scenario(store):
+        served, outcomes = [], {}
+
+        async def request(name: str) -> None:
+            try:
+                with pytest.raises(TaskNotFound):
+                    await store.get("nobody", uuid.uuid4())
+                served.append(name)
+            except PoolTimeout:
+                outcomes[name] = "gave up"
+
+        async with driver_connection(store.engine, store.turns, in_transaction=False):  # the one turn, taken
+            early = asyncio.create_task(request("early"))
+            await asyncio.sleep(store.turns.timeout * 0.6)
+            leaving, late = asyncio.create_task(request("leaving")), asyncio.create_task(request("late"))
+            await asyncio.sleep(0.05)
+            leaving.cancel()
+            await asyncio.sleep(store.turns.timeout * 0.6)  # "early" has waited past the pool's timeout
+        await asyncio.gather(early, late, leaving, return_exceptions=True)
+        assert leaving.cancelled()
+        started = time.monotonic()
+        await request("after")
+        return outcomes, served, time.monotonic() - started
+
+    outcomes, served, waited = run_with_store(
+        settings, scenario, db_pool_size=1, db_max_overflow=0, db_connect_timeout_seconds=0.5
+    )
+    assert outcomes == {"early": "gave up"}
+    assert served == ["late", "after"]
+    assert waited < 0.25  # no turn was lost: served at once, not after a timeout
 
 
 def test_the_connection_a_request_used_serves_the_next_and_goes_back_to_the_pool_when_requests_stop(settings):
