@@ -27,6 +27,7 @@ import copy
 import typing as t
 from contextvars import ContextVar
 
+from connexion import context as connexion_context
 from connexion.context import _context, _operation, _receive, _scope
 from connexion.datastructures import MediaTypeDict, NoContent
 from connexion.decorators import parameter as connexion_parameters
@@ -64,10 +65,10 @@ def current_request() -> ConnexionRequest:
     """What `connexion.request` stands for: Connexion makes a new request object (and a new
     Starlette request, headers and state under it) each time a handler uses it; this is the one
     the current pass made, or Connexion's own where no pass made one for this scope."""
-    request, scope = _request.get(), _scope.get()
+    request, scope = _request.get(), _scope.get(None)
     if request is not None and request.scope is scope:
         return request
-    return ConnexionRequest(scope, _receive.get())
+    return ConnexionRequest(connexion_context.scope, connexion_context.receive)  # unbound: RuntimeError, as werkzeug's
 
 
 def _security_query_params(operation: AbstractOperation) -> list[str]:

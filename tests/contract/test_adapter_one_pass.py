@@ -5,6 +5,7 @@ and body must be the same, byte for byte once the values that differ by nature (
 times, request ids) are masked. Then, on the adapter's small document, many generated query
 strings and bodies go through both."""
 
+import inspect
 import json
 import re
 import uuid
@@ -214,3 +215,12 @@ def test_a_handler_reads_its_request_through_connexion_as_on_the_stock_path():
     one_pass, stock = answers
     assert one_pass["header"] == stock["header"] == "n"
     assert one_pass["made_once"] and not stock["made_once"]
+
+
+def test_connexion_request_outside_a_request_is_unbound_as_werkzeug_says():
+    """Outside a request `connexion.request` says so as Connexion's does (a RuntimeError), which
+    is what lets `inspect` and `isinstance` look at it at all."""
+    contract.install()
+    assert not inspect.isfunction(connexion.request)
+    with pytest.raises(RuntimeError):
+        connexion.request.headers  # noqa: B018 - the access is the test
