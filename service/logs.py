@@ -95,6 +95,7 @@ class Deferred(logging.Handler):
         self.records: collections.deque = collections.deque()  # append and popleft need no lock
         self.max_queued = max_queued
         self.dropped = 0
+        self._dropped_lock = threading.Lock()  # the request's thread counts, the writer's resets
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._write, name="log writer", daemon=True)
         self.thread.start()
@@ -116,7 +117,8 @@ class Deferred(logging.Handler):
         ):
             record.msg, record.args = record.getMessage(), None
         if len(self.records) >= self.max_queued:  # the log's reader has stopped reading: bounded
-            self.dropped += 1
+            with self._dropped_lock:
+                self.dropped += 1
             return
         self.records.append(record)
 
@@ -133,7 +135,8 @@ class Deferred(logging.Handler):
                     except Exception:
                         self.target.handleError(record)
                 if self.dropped:
-                    dropped, self.dropped = self.dropped, 0
+                    with self._dropped_lock:
+                        dropped, self.dropped = self.dropped, 0
                     message = f"{dropped} log records dropped: more than {self.max_queued} waited to be written"
                     warning = {"name": __name__, "msg": message, "levelname": "WARNING", "levelno": logging.WARNING}
                     lines.append(self.target.format(logging.makeLogRecord({**warning, "request_id": "-"})))
