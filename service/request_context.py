@@ -60,7 +60,8 @@ class AccessRecord(logging.LogRecord):
     """One access log line's record, with every attribute a `LogRecord` has, set at once:
     `LogRecord`'s own constructor checks its arguments, parses its caller's path and reads the
     clock and thread with a call each, and `Logger.info` goes through `makeRecord` and `extra`'s
-    checks; together they were most of the access log's cost (callgrind)."""
+    checks; together they were half of the access log's instructions (callgrind: 100,000 per
+    request before, 53,000 now, the writer thread's formatting included)."""
 
     def __init__(self, request_id: str, method: str, path: str, status: int, elapsed_ms: float, extensions: dict):
         created = time.time()
