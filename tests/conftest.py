@@ -124,6 +124,16 @@ class User:
         assert response.status_code == 200, response.text
         return response.json()
 
+    def all_tasks(self) -> list[dict]:
+        """Every task, page after page."""
+        tasks, cursor = [], None
+        while True:
+            page = self.list_tasks(limit=200, **({"cursor": cursor} if cursor else {}))
+            tasks += page["items"]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                return tasks
+
 
 @pytest.fixture
 def make_user(client, tokens):
