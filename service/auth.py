@@ -74,17 +74,22 @@ class TokenVerifier:
         self._leeway = settings.jwt_leeway_seconds
         self._verified: OrderedDict[bytes, tuple[str, float]] = OrderedDict()  # token digest: (user, exp)
 
-    def remembers(self, token: str) -> bool:
-        """True if `token` was verified before and has not expired: it costs no signature check."""
-        known = self._verified.get(hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest())
-        return known is not None and known[1] > time.time()
-
-    async def user_of(self, token: str) -> str:
+    def remembered(self, token: str) -> tuple[bytes, str | None]:
+        """The token's digest, and its user if it was verified before and has not expired: such a
+        token costs no signature check."""
         digest = hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
         known = self._verified.get(digest)
         if known is not None and known[1] > time.time():
             self._verified.move_to_end(digest)
-            return known[0]
+            return digest, known[0]
+        return digest, None
+
+    async def user_of(self, token: str) -> str:
+        digest, user = self.remembered(token)
+        return user if user is not None else await self.verified_user(token, digest)
+
+    async def verified_user(self, token: str, digest: bytes) -> str:
+        """The token's user, its signature and claims checked; remembered under `digest`."""
         try:
             key, algorithms = await self._key_for(jwt.get_unverified_header(token))
             claims = jwt.decode(
@@ -146,9 +151,10 @@ async def bearer_info(token: str, request: ConnexionRequest) -> dict:
     if len(request.headers.getlist("authorization")) > 1:
         raise NotAuthenticated("Send one Authorization header, not several.")
     verifier, limiter = request.state.token_verifier, request.state.rate_limiter
-    if not verifier.remembers(token):  # an address over its failed-authentication rate gets no signature check
+    digest, user = verifier.remembered(token)
+    if user is None:  # an address over its failed-authentication rate gets no signature check
         await limiter.refuse_failing_address(request.client.host if request.client else None)
-    user = await verifier.user_of(token)
+        user = await verifier.verified_user(token, digest)
     await limiter.charge_user(user)
     path_user = request.path_params.get("user_id")
     if path_user is not None and path_user != user:

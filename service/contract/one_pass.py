@@ -7,7 +7,8 @@ read the body twice and parse it twice, on every request. `OnePass` takes the pl
 layers (`SecurityMiddleware`, `RequestValidationMiddleware` and the handler call behind
 `ContextMiddleware`) and does the same steps, in the same order, once each:
 
-1. security from the contract (Connexion's own verification function for the operation);
+1. security from the contract (`bearer.bearer_verification`, or Connexion's own verification
+   function for a requirement that is not one bearer scheme);
 2. path, query and header parameters, coerced by the URI parser and validated;
 3. the media type against the operation's `consumes` (415);
 4. the body read once, parsed once, validated (`validation.RequestBodyValidator.read`);
@@ -53,6 +54,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from service.contract import media_types, parameters, pipeline
+from service.contract.bearer import bearer_verification
 from service.errors import PROBLEM_JSON
 
 _cast = parameters.connexion_get_val_from_param  # with definitions given one type once, in the plan
@@ -117,9 +119,12 @@ class OperationPass:
     ) -> None:
         self.operation = operation
         self.verify = (
-            SecurityOperation.from_operation(
-                operation, next_app=None, security_handler_factory=security_handler_factory
-            ).verification_fn
+            (
+                bearer_verification(operation, security_handler_factory)
+                or SecurityOperation.from_operation(
+                    operation, next_app=None, security_handler_factory=security_handler_factory
+                ).verification_fn
+            )
             if operation.security
             else None
         )
