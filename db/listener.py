@@ -5,7 +5,9 @@ transaction-mode pooler does not keep) listens on one channel and sends this pro
 notifications. A write notifies after it has committed, as a statement of its own: NOTIFY
 inside the write's transaction would take a cluster-wide lock at commit and serialise every
 writer, and a full notification queue would make commits fail. Notifications waiting to be
-sent are batched, one statement per round trip, however many writes come in meanwhile.
+sent are batched, one statement per round trip and at most one per BATCH_SECONDS, however many
+writes come in meanwhile: a write in a quiet moment is announced at once, and under load a
+statement (and a wake-up of this process) serves many writes instead of one.
 
 A notification can be lost (the connection drops, the server restarts): after every
 reconnection every stream of the process reads once (`on_reconnect`), and the streams' poll
@@ -27,6 +29,7 @@ CHANNEL = "tasks_changes"
 NOTIFY = f"SELECT pg_notify('{CHANNEL}', user_id) FROM unnest($1::text[]) AS user_id"
 RECONNECT_SECONDS = (0.5, 5.0)  # first and longest wait between attempts, jittered
 IDLE_CHECK_SECONDS = 30.0  # a silent connection is checked this often, so a dead one is replaced
+BATCH_SECONDS = 0.005  # at most one batch per this long: a write in a quiet moment goes out at once
 
 
 def listen_dsn(url: str) -> str:
@@ -110,6 +113,7 @@ class ChangeListener:
                     return
                 self._wanted.clear()
                 users, self._pending = list(self._pending), set()
+                sent_at = asyncio.get_running_loop().time()
                 try:  # nothing to send for a while: a round trip proves the connection still there
                     async with asyncio.timeout(self.connect_timeout):
                         await (self.connection.execute(NOTIFY, users) if users else self.connection.execute("SELECT 1"))
@@ -117,6 +121,9 @@ class ChangeListener:
                     # These wake-ups are lost; the other processes' polls make up for them.
                     logger.warning("live updates: the listener failed (%s: %s)", type(error).__name__, error)
                     return
+                # Under load, what comes in meanwhile waits for the rest of the interval: one
+                # statement, and one wake-up of this loop, for many writes instead of each.
+                await asyncio.sleep(sent_at + BATCH_SECONDS - asyncio.get_running_loop().time())
         finally:
             lost_wait.cancel()
 

@@ -18,7 +18,7 @@ import orjson
 import pytest
 
 from db.changes import decode_since
-from db.listener import listen_dsn
+from db.listener import BATCH_SECONDS, NOTIFY, ChangeListener, listen_dsn
 from service.auth import TokenVerifier
 from service.settings import Settings
 from tests.live_server import serving, throwaway_database
@@ -206,6 +206,46 @@ def test_a_change_written_behind_the_apis_back_arrives_by_the_safety_poll(api, l
         )
         assert [task["title"] for task in event["page"]["changes"]] == ["by hand"]
         assert seconds < 4.0, f"LIVE_SAFETY_POLL_SECONDS is 1: {seconds:.3f} s"
+
+
+def test_a_burst_of_writes_is_announced_in_a_few_statements_and_every_user_is_heard(live_database, monkeypatch):
+    """Under load, one NOTIFY statement per write would cost this process a wake-up and a round
+    trip per write: what comes in while one is sent waits, up to BATCH_SECONDS, for the next."""
+    users = [f"burst_{uuid.uuid4().hex[:8]}_{n}" for n in range(1000)]
+    statements = []
+    execute = asyncpg.Connection.execute
+
+    async def counted(connection, query, *args, **kwargs):
+        if query == NOTIFY:
+            statements.append(len(args[0]))
+        return await execute(connection, query, *args, **kwargs)
+
+    monkeypatch.setattr(asyncpg.Connection, "execute", counted)
+
+    async def burst() -> tuple[set, float]:
+        heard: set[str] = set()
+        listener = ChangeListener(live_database.url, on_change=heard.add, on_reconnect=lambda: None)
+        running = asyncio.create_task(listener.run())
+        try:
+            await asyncio.wait_for(listener.connected.wait(), 10)
+            started = time.monotonic()
+            for n, user in enumerate(users):  # a write every 0.1 ms or so, for 0.1 s or more
+                listener.changed(user)
+                if n % 10 == 9:
+                    await asyncio.sleep(0.001)
+            seconds = time.monotonic() - started
+            deadline = time.monotonic() + 10
+            while not heard.issuperset(users) and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            return heard, seconds
+        finally:
+            running.cancel()
+            await asyncio.gather(running, return_exceptions=True)
+
+    heard, seconds = asyncio.run(burst())
+    assert heard.issuperset(users)
+    assert sum(statements) == len(users)
+    assert len(statements) <= seconds / BATCH_SECONDS + 2, f"{len(statements)} statements in {seconds:.3f} s"
 
 
 def test_a_dropped_listener_comes_back_and_its_streams_read_what_they_missed(api, live_database, make_user_id):
