@@ -136,6 +136,10 @@ class OperationPass:
             security_query_params=_security_query_params(operation),
         )
         self.consumes = MediaTypeDict([(media.lower(), None) for media in operation.consumes])
+        # Media types `consumes` names exactly (no range, no pattern): found without MediaTypeDict's
+        # sort and fnmatch, which only ever match such a key by equality.
+        self.consumed_exactly = frozenset(media for media in self.consumes if not any(c in media for c in "*?["))
+        self._body_schemas: dict[str, dict] = {}  # by media type of `consumed_exactly`: bounded
         self.default_media_type = operation.consumes[0] if operation.consumes else "application/octet-stream"
         self.body_validators = validator_map["body"]
         self.strict_validation = strict_validation
@@ -181,7 +185,7 @@ class OperationPass:
     def _body_validator(self, media_type: str, encoding: str) -> t.Any:
         """The operation's body validator for this media type, or None when the body is not
         validated (no schema, or no validator for the media type: Connexion skips it too)."""
-        known = media_type.lower() in self.consumes and encoding == "utf-8"
+        known = self.takes_media_type(media_type.lower()) and encoding == "utf-8"
         if known and media_type in self._utf8_body_validators:
             return self._utf8_body_validators[media_type]
         schema = self.operation.body_schema(media_type)
@@ -204,6 +208,19 @@ class OperationPass:
             self._utf8_body_validators[media_type] = validator
         return validator
 
+    def takes_media_type(self, media_type: str) -> bool:
+        """Whether `consumes` takes this (lower-case) media type, as MediaTypeDict decides."""
+        return media_type in self.consumed_exactly or media_type in self.consumes
+
+    def body_schema(self, media_type: str) -> dict:
+        """`operation.body_schema`, which builds a MediaTypeDict and a copy of the schema each time."""
+        schema = self._body_schemas.get(media_type)
+        if schema is None:
+            schema = self.operation.body_schema(media_type)
+            if media_type in self.consumed_exactly:
+                self._body_schemas[media_type] = schema
+        return schema
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = ConnexionRequest(scope, receive, uri_parser=self.uri_parser)
         if self.verify is not None:
@@ -215,7 +232,7 @@ class OperationPass:
         media_type, encoding = split_content_type(content_type)
         media_type = media_type or self.default_media_type
         encoding = encoding or "utf-8"
-        if self.consumes and media_type.lower() not in self.consumes:
+        if self.consumes and not self.takes_media_type(media_type.lower()):
             raise UnsupportedMediaTypeProblem(
                 detail=f"Invalid Content-type ({media_type}), expected {self.operation.consumes}"
             )
@@ -255,7 +272,7 @@ class OperationPass:
             if plan is not None:
                 kwargs[plan[0]] = _cast(value, plan[1])
         if body_name is not None:
-            schema = self.operation.body_schema(request.mimetype)
+            schema = self.body_schema(request.mimetype)
             if is_nullable(schema) and is_null(body):
                 body = None
             elif body is None:
