@@ -98,6 +98,8 @@ def _names_content_type(headers: dict) -> bool:
 def _query_lists(query_string: bytes) -> dict[str, list[str]]:
     """Every value of every name, in one pass (Connexion calls `getlist` once per name)."""
     grouped: dict[str, list[str]] = {}
+    if not query_string:
+        return grouped
     for name, value in QueryParams(query_string).multi_items():
         grouped.setdefault(name, []).append(value)
     return grouped

@@ -13,6 +13,12 @@ class URIParser(OpenAPIURIParser):
 
     def __init__(self, param_defns: list[dict], body_defn: dict) -> None:
         super().__init__(_coercible(param_defns), body_defn)
+        self._param_schemas = {name: defn.get("schema", {}) for name, defn in self._param_defns.items()}
+
+    @property
+    def param_schemas(self) -> dict:
+        """Connexion's, made once: it made the dict again for each parameter of each request."""
+        return self._param_schemas
 
 
 _coercible_by_list: dict[int, tuple[list, list]] = {}

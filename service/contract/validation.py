@@ -283,7 +283,7 @@ class RequestParameterValidator(ParameterValidator):
 
     def validate_request(self, request: ConnexionRequest) -> None:
         violations = []
-        if self.strict_validation:
+        if self.strict_validation and request.query_params:  # no query, no unknown parameter
             for name in sorted(self.validate_query_parameter_list(request, self.security_query_params)):
                 violations.append({"in": "query", "name": name, "message": "is not a parameter of this operation"})
         sources = {
