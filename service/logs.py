@@ -40,6 +40,14 @@ class TextFormatter(logging.Formatter):
         super().__init__(TEXT_FORMAT)
         self._second: tuple[int, str] = (-1, "")  # the last second formatted, as text
 
+    def format(self, record: logging.LogRecord) -> str:
+        """An access record's line made directly: what `logging.Formatter.format` makes of it
+        (no exception, no stack), without its checks of the format and the record per line."""
+        if type(record) is AccessRecord:
+            message = _UNSAFE_IN_TEXT.sub(_escaped, record.msg % record.args)
+            return f"{self.formatTime(record)} {record.levelname} {record.name} [{record.request_id}] {message}"
+        return super().format(record)
+
     def formatMessage(self, record: logging.LogRecord) -> str:
         record.message = _UNSAFE_IN_TEXT.sub(_escaped, record.message)
         return super().formatMessage(record)
