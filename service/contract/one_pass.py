@@ -73,6 +73,32 @@ def current_request() -> ConnexionRequest:
     return ConnexionRequest(connexion_context.scope, connexion_context.receive)  # unbound: RuntimeError, as werkzeug's
 
 
+class PlannedRequest(ConnexionRequest):
+    """Connexion's request, with what security and handlers read of the Starlette request under
+    it as properties: `ConnexionRequest` reaches each through `__getattr__`, after a failed
+    look-up, on every use."""
+
+    @property
+    def scope(self) -> Scope:
+        return self._starlette_request.scope
+
+    @property
+    def receive(self) -> Receive:
+        return self._starlette_request.receive
+
+    @property
+    def headers(self):
+        return self._starlette_request.headers
+
+    @property
+    def state(self):
+        return self._starlette_request.state
+
+    @property
+    def client(self):
+        return self._starlette_request.client
+
+
 def _security_query_params(operation: AbstractOperation) -> list[str]:
     """Query parameters that carry credentials (Connexion's RequestValidationOperation)."""
     return [
@@ -224,7 +250,7 @@ class OperationPass:
         return schema
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request = ConnexionRequest(scope, receive, uri_parser=self.uri_parser)
+        request = PlannedRequest(scope, receive, uri_parser=self.uri_parser)
         if self.verify is not None:
             await self.verify(request)
         request._query_params = self.uri_parser.resolve_query(_query_lists(scope["query_string"]))
@@ -245,14 +271,14 @@ class OperationPass:
             # the operation's media type: Connexion handed such a body over as bytes (a 500).
             body, receive, scope = await validator.read(receive, scope)
         elif self.takes_body:
-            body = await ConnexionRequest(scope, receive, uri_parser=self.uri_parser).get_body()
+            body = await PlannedRequest(scope, receive, uri_parser=self.uri_parser).get_body()
 
         _context.set(scope.get("extensions", {}).get("connexion_context", {}))
         _operation.set(self.operation)
         _receive.set(receive)
         _scope.set(scope)
         # The handler's `connexion.request`, over the body as replayed (Connexion makes its own with no URI parser)
-        _request.set(ConnexionRequest(scope, receive) if receive is not request.receive else request)
+        _request.set(PlannedRequest(scope, receive) if receive is not request.receive else request)
         response = self.respond(await self.call_handler(request, body))
         await response(scope, receive, send)
 
