@@ -1,8 +1,7 @@
 """listChanges: the change feed an offline client syncs with."""
 
-from connexion import request
-
 from db.changes import decode_since
+from service.contract import request
 
 
 async def list_changes(user_id: str, limit: int, since: str | None = None):

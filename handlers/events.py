@@ -13,11 +13,11 @@ import time
 from collections.abc import AsyncIterator
 
 import jwt
-from connexion import request
 from starlette.responses import StreamingResponse
 
 from db.changes import ChangeFeed, Changes, decode_since
 from service import event_stream
+from service.contract import request
 from service.fanout import Subscription
 
 logger = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """getHealth and getReadiness: the probes an orchestrator polls."""
 
-from connexion import request
+from service.contract import request
 
 
 async def get_health():

@@ -5,12 +5,13 @@ import uuid
 from datetime import UTC, datetime
 
 import orjson
-from connexion import NoContent, request
+from connexion import NoContent
 from connexion.context import operation
 
 from db.tasks import ListFilter
 from handlers import task_store
 from service.conditional import if_match_tags, none_match
+from service.contract import request
 from service.errors import InvalidRequest, PreconditionRequired
 
 

@@ -6,7 +6,8 @@ fails loudly, by name.
 - ``validation``: Draft 2020-12 for requests and responses, every violation listed, bounded.
 - ``parameters``: type arrays (``[integer, "null"]``) coerced from the query string.
 - ``one_pass``: security, validation and the handler call in one pass per request, planned once
-  per operation, in place of Connexion's routed layers (``one_pass_stack``).
+  per operation, in place of Connexion's routed layers (``one_pass_stack``); ``request``, the
+  handlers' ``connexion.request``.
 - ``compiled``: the accept path, a compiled validator (jsonschema-rs) that agrees with ``validation``.
 - ``pipeline``: what Connexion's stock path rebuilds per request, built once per operation.
 - ``media_types``: case-insensitive media types, the success type of returned data.
@@ -27,7 +28,7 @@ from connexion.spec import OpenAPISpecification
 from service.contract import document, media_types, one_pass, parameters, pipeline, validation
 from service.contract.document import load_document
 from service.contract.media_types import CaseInsensitiveMediaTypes
-from service.contract.one_pass import OnePass, one_pass_stack
+from service.contract.one_pass import OnePass, one_pass_stack, request
 from service.contract.parameters import URIParser
 from service.contract.paths import ConcretePathsFirst, NoSlashRedirects
 from service.contract.routing import route_by_contract
@@ -46,6 +47,7 @@ __all__ = [
     "install",
     "load_document",
     "one_pass_stack",
+    "request",
     "route_by_contract",
 ]
 

@@ -202,9 +202,12 @@ def test_a_handler_reads_its_request_through_connexion_as_on_the_stock_path():
 
     async def make_thing(body):
         made = connexion.request._get_current_object()
+        contract.request.state.noted = "kept"  # through the state's attributes, into the scope's dict
         return {
             "header": connexion.request.headers.get("X-Note"),
             "made_once": made is connexion.request._get_current_object(),
+            "same_for_handlers": contract.request.headers.get("X-Note") == "n",
+            "state": contract.request.scope["state"].get("noted"),
         }, 201
 
     contract.install()
@@ -219,6 +222,8 @@ def test_a_handler_reads_its_request_through_connexion_as_on_the_stock_path():
     one_pass, stock = answers
     assert one_pass["header"] == stock["header"] == "n"
     assert one_pass["made_once"] and not stock["made_once"]
+    assert one_pass["same_for_handlers"] and stock["same_for_handlers"]
+    assert one_pass["state"] == stock["state"] == "kept"
 
 
 def test_connexion_request_outside_a_request_is_unbound_as_werkzeug_says():
