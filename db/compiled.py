@@ -9,10 +9,8 @@ of the engine's pooled connections, through asyncpg's own prepared-statement cac
 
 import asyncio
 import collections
-import contextlib
 import time
 import typing as t
-from collections.abc import AsyncIterator
 
 import asyncpg
 import sqlalchemy as sa
@@ -99,19 +97,23 @@ class Turns:
         self.idle_limit = min(WARM_IDLE_SECONDS, db_engine.IDLE_BEFORE_PING_SECONDS)
         self._sweep: asyncio.TimerHandle | None = None
 
-    @contextlib.asynccontextmanager
-    async def turn(self) -> AsyncIterator[None]:
-        """Waits its turn as long as the pool would wait for a connection, then gives up as it would."""
+    def turn(self) -> "Turns":
+        """`async with turns.turn():` waits its turn as long as the pool would wait for a
+        connection, then gives up as it would; the turn ends with the block. (The context
+        manager is this object, which holds no state of the turn: a generator-based one cost an
+        async generator and its finalizer hook per statement.)"""
+        return self
+
+    async def __aenter__(self) -> None:
         if self.free and not self.waiting:
             self.free -= 1
         else:
             await self._wait()
         self.in_turn += 1
-        try:
-            yield
-        finally:
-            self.in_turn -= 1
-            self._hand_on()
+
+    async def __aexit__(self, *_exc) -> None:
+        self.in_turn -= 1
+        self._hand_on()
 
     async def _wait(self) -> None:
         loop = asyncio.get_running_loop()
@@ -185,34 +187,54 @@ class Turns:
             self._sweep = asyncio.get_running_loop().call_later(max(due, 0.0), self._start_sweep)
 
 
-@contextlib.asynccontextmanager
-async def driver_connection(
-    engine: AsyncEngine, turns: Turns, *, in_transaction: bool
-) -> AsyncIterator[asyncpg.Connection]:
+class driver_connection:  # a context manager named as the function it was: `async with driver_connection(...)`
     """One of the engine's pooled connections as asyncpg's own, in turn. `in_transaction` for a
-    pooler in transaction mode, where asyncpg's prepare and execute must be one transaction."""
-    async with turns.turn():
-        pooled, taken_at = await turns.take()
-        healthy = False
+    pooler in transaction mode, where asyncpg's prepare and execute must be one transaction.
+    A connection lost, timed out or interrupted is never handed out again; one whose statement
+    failed is. (A class, not a generator-based context manager: that cost an async generator
+    and its finalizer hook per statement.)"""
+
+    __slots__ = ("in_transaction", "pooled", "taken_at", "turns")
+
+    def __init__(self, engine: AsyncEngine, turns: Turns, *, in_transaction: bool) -> None:
+        self.turns, self.in_transaction = turns, in_transaction  # the engine is the turns' own
+
+    async def __aenter__(self) -> asyncpg.Connection:
+        await self.turns.__aenter__()
         try:
-            connection = t.cast(asyncpg.Connection, pooled.driver_connection)
-            if in_transaction:  # BEGIN as the engine wants it (db/engine.py), in one round trip
-                await connection.execute(pooled.info.get("begin", "BEGIN"))
-                try:
-                    yield connection
-                except BaseException as exc:
-                    if _statement_error(exc):  # else the connection is invalidated below, its transaction with it
-                        await connection.execute("ROLLBACK")
-                    raise
-                await connection.execute("COMMIT")
-            else:
-                yield connection
-            healthy = True
-        except BaseException as exc:
-            if _statement_error(exc):
-                healthy = True
-            else:  # lost, timed out or interrupted: never hand it out again
-                pooled.invalidate(exc if isinstance(exc, Exception) else None)
+            self.pooled, self.taken_at = await self.turns.take()
+        except BaseException:
+            await self.turns.__aexit__()
             raise
+        connection = t.cast(asyncpg.Connection, self.pooled.driver_connection)
+        if self.in_transaction:  # BEGIN as the engine wants it (db/engine.py), in one round trip
+            try:
+                await connection.execute(self.pooled.info.get("begin", "BEGIN"))
+            except BaseException as exc:
+                await self._end(exc)
+                raise
+        return connection
+
+    async def __aexit__(self, _type, exc: BaseException | None, _traceback) -> None:
+        if self.in_transaction:
+            connection = t.cast(asyncpg.Connection, self.pooled.driver_connection)
+            try:
+                if exc is None:
+                    await connection.execute("COMMIT")
+                elif _statement_error(exc):  # else the connection is invalidated, its transaction with it
+                    await connection.execute("ROLLBACK")
+            except BaseException as error:
+                await self._end(error)
+                raise
+        await self._end(exc)
+
+    async def _end(self, exc: BaseException | None) -> None:
+        """Gives the connection back (invalidated unless all went well or only a statement
+        failed), then the turn."""
+        healthy = exc is None or _statement_error(exc)
+        if not healthy:
+            self.pooled.invalidate(exc if isinstance(exc, Exception) else None)
+        try:
+            await self.turns.give_back(self.pooled, self.taken_at, healthy=healthy)
         finally:
-            await turns.give_back(pooled, taken_at, healthy=healthy)
+            await self.turns.__aexit__()
