@@ -27,6 +27,7 @@ import asyncio
 import copy
 import typing as t
 from contextvars import ContextVar
+from urllib.parse import parse_qsl
 
 from connexion import context as connexion_context
 from connexion.context import _context, _operation, _receive, _scope
@@ -49,7 +50,7 @@ from connexion.security import SecurityHandlerFactory
 from connexion.utils import is_json_mimetype, is_null, is_nullable, split_content_type
 from connexion.validators import VALIDATOR_MAP as CONNEXION_VALIDATOR_MAP
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import QueryParams, State
+from starlette.datastructures import State
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 from werkzeug.local import LocalProxy, _ProxyLookup
@@ -150,11 +151,12 @@ def _names_content_type(headers: dict) -> bool:
 
 
 def _query_lists(query_string: bytes) -> dict[str, list[str]]:
-    """Every value of every name, in one pass (Connexion calls `getlist` once per name)."""
+    """Every value of every name, in one pass (Connexion calls `getlist` once per name), parsed
+    as Starlette's `QueryParams` parses it."""
     grouped: dict[str, list[str]] = {}
     if not query_string:
         return grouped
-    for name, value in QueryParams(query_string).multi_items():
+    for name, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
         grouped.setdefault(name, []).append(value)
     return grouped
 
@@ -235,8 +237,19 @@ class OperationPass:
         self.argument_plan = None
         if not (self.has_kwargs or deep_objects or any(isinstance(value, dict) for value in defaults.values())):
             query = {name: plan for name, plan in by_location["query"].items() if plan[0] in self.arguments}
+            # The defaults' arguments, cast once where the cast makes a value no handler can change.
+            cast = {name: _cast(value, query[name][1]) for name, value in defaults.items() if name in query}
+            immutable = {name: value for name, value in cast.items() if isinstance(value, str | int | float | None)}
+            defaults = {name: value for name, value in defaults.items() if name not in immutable}
+            default_arguments = {query[name][0]: value for name, value in immutable.items()}
             body_name = self.sanitize(operation.body_name(""))
-            self.argument_plan = (by_location["path"], query, defaults, body_name if self.takes_body else None)
+            self.argument_plan = (
+                by_location["path"],
+                query,
+                default_arguments,
+                defaults,
+                body_name if self.takes_body else None,
+            )
 
     def _body_validator(self, media_type: str, encoding: str) -> t.Any:
         """The operation's body validator for this media type, or None when the body is not
@@ -315,7 +328,7 @@ class OperationPass:
         parameter that is an object): Connexion's rules then, through `pipeline.arguments_for`."""
         if self.argument_plan is None or request.mimetype in FORM_CONTENT_TYPES:
             return None
-        path_plan, query_plan, defaults, body_name = self.argument_plan
+        path_plan, query_plan, default_arguments, defaults, body_name = self.argument_plan
         query = request.query_params
         if any(isinstance(value, dict) for value in query.values()):
             return None
@@ -323,6 +336,7 @@ class OperationPass:
         for name, value in request.path_params.items():
             plan = path_plan.get(name)
             kwargs[self.sanitize(name) if plan is None else plan[0]] = value if plan is None else _cast(value, plan[1])
+        kwargs.update(default_arguments)
         for name, value in {**defaults, **query}.items():
             plan = query_plan.get(name)
             if plan is not None:
