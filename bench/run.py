@@ -18,8 +18,8 @@ Every case is driven by wrk for a fixed time, the three interleaved (their order
 round), after a warm-up in the first round; the figure of a case is the median of its rounds.
 Per case: requests/s, p50/p95/p99, errors (non-2xx and socket errors), the server's CPU time per
 request and its peak RSS; the ratios to each reference. Then the API alone: RSS over a soak
-under mixed load, and the in-process CPU per list request against the floor's (`bench/cost.py`). Results, a Markdown
-table and PNG charts go to build/bench/."""
+under mixed load; and the in-process CPU per list request, against the floor's (`bench/cost.py`).
+Results, a Markdown table and PNG charts go to build/bench/."""
 
 import argparse
 import asyncio
