@@ -188,7 +188,7 @@ class Turns:
 
 
 class driver_connection:  # a context manager named as the function it was: `async with driver_connection(...)`
-    """One of the engine's pooled connections as asyncpg's own, in turn. `in_transaction` for a
+    """One of the turns' engine's pooled connections as asyncpg's own, in turn. `in_transaction` for a
     pooler in transaction mode, where asyncpg's prepare and execute must be one transaction.
     A connection lost, timed out or interrupted is never handed out again; one whose statement
     failed is. (A class, not a generator-based context manager: that cost an async generator
@@ -196,8 +196,8 @@ class driver_connection:  # a context manager named as the function it was: `asy
 
     __slots__ = ("in_transaction", "pooled", "taken_at", "turns")
 
-    def __init__(self, engine: AsyncEngine, turns: Turns, *, in_transaction: bool) -> None:
-        self.turns, self.in_transaction = turns, in_transaction  # the engine is the turns' own
+    def __init__(self, turns: Turns, *, in_transaction: bool) -> None:
+        self.turns, self.in_transaction = turns, in_transaction  # the connections are the turns' engine's
 
     async def __aenter__(self) -> asyncpg.Connection:
         await self.turns.__aenter__()

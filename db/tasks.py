@@ -269,7 +269,7 @@ class TaskStore:
     async def _fetch(self, statement: Compiled, values: dict, *, planned_per_call: bool = False) -> list:
         """The statement's rows; `planned_per_call` for one whose best plan depends on its values
         (see `page`): never run with a generic plan (db/custom_plans.py)."""
-        async with driver_connection(self.engine, self.turns, in_transaction=self.in_transactions) as connection:
+        async with driver_connection(self.turns, in_transaction=self.in_transactions) as connection:
             if planned_per_call and not self.in_transactions:  # behind a pooler nothing stays prepared anyway
                 return await self.custom_plans.fetch(connection, statement.sql, statement.arguments(values))
             return await connection.fetch(statement.sql, *statement.arguments(values))

@@ -22,7 +22,7 @@ from service.errors import TaskNotFound, database_fault
 async def drop_the_idle_connection(store: TaskStore) -> None:
     """What a database restart, or a managed one going to sleep, does to an idle connection:
     the store's one pooled connection is ended from outside (and no other test's)."""
-    async with driver_connection(store.engine, store.turns, in_transaction=False) as connection:
+    async with driver_connection(store.turns, in_transaction=False) as connection:
         pid = await connection.fetchval("SELECT pg_backend_pid()")
     outsider = await asyncpg.connect(
         asyncpg_url(store.engine.url.render_as_string(hide_password=False)).replace("+asyncpg", "")
@@ -85,7 +85,7 @@ def test_requests_get_connections_in_the_order_they_asked(settings):
                 await store.get("nobody", uuid.uuid4())
             served.append(name)
 
-        async with driver_connection(store.engine, store.turns, in_transaction=False):  # the one connection, busy
+        async with driver_connection(store.turns, in_transaction=False):  # the one connection, busy
             waiting = [asyncio.create_task(request(f"waiting {n}")) for n in range(5)]
             await asyncio.sleep(0.05)  # all five have asked and wait
             latecomers = [asyncio.create_task(request(f"late {n}")) for n in range(5)]  # ask as it is released
@@ -111,7 +111,7 @@ def test_a_request_that_leaves_or_gives_up_while_waiting_its_turn_takes_no_turn_
             except PoolTimeout:
                 outcomes[name] = "gave up"
 
-        async with driver_connection(store.engine, store.turns, in_transaction=False):  # the one turn, taken
+        async with driver_connection(store.turns, in_transaction=False):  # the one turn, taken
             early = asyncio.create_task(request("early"))
             await asyncio.sleep(store.turns.timeout * 0.6)
             leaving, late = asyncio.create_task(request("leaving")), asyncio.create_task(request("late"))

@@ -133,7 +133,7 @@ def test_a_filtered_page_is_planned_for_its_values_however_often_it_is_asked(set
         try:
             for _ in range(8):  # on the pool's one connection
                 await store.page(USER, where, sort="created", order="desc", limit=PAGE, cursor=None)
-            async with driver_connection(engine, store.turns, in_transaction=False) as connection:
+            async with driver_connection(store.turns, in_transaction=False) as connection:
                 plans = "SELECT coalesce(sum(generic_plans), 0) FROM pg_prepared_statements WHERE statement LIKE $1"
                 return await connection.fetchval(plans, "%FROM tasks%LIMIT%")
         finally:

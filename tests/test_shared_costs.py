@@ -265,7 +265,7 @@ def test_every_statement_runs_under_the_server_side_timeout(pooler):
         async def timeouts() -> tuple[str, str]:
             store = TaskStore(create_engine(settings), in_transactions=pooler)
             try:
-                async with driver_connection(store.engine, store.turns, in_transaction=pooler) as connection:
+                async with driver_connection(store.turns, in_transaction=pooler) as connection:
                     hot = await connection.fetchval("SHOW statement_timeout")
                 async with store.engine.connect() as connection:
                     other = (await connection.execute(sa.text("SHOW statement_timeout"))).scalar()
