@@ -16,7 +16,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from db.tables import task_tombstones, tasks, user_revisions
-from db.tasks import TASK_COLUMNS, TASK_FIELDS
+from db.tasks import TASK_COLUMNS, task_of
 from service.errors import InvalidSyncToken, SyncTokenExpired
 
 TOKEN_PREFIX = "r"
@@ -93,7 +93,7 @@ class ChangeFeed:
         if not full_sync and since < purged_through:
             raise SyncTokenExpired()
         page = rows[:limit]
-        changes = [dict(zip(TASK_FIELDS, row[2:], strict=True)) for row in page if not row[1]]
+        changes = [task_of(row[2:]) for row in page if not row[1]]
         deleted = [str(row[2]) for row in page if row[1]]
         last = page[-1][0] if page else since
         return Changes(changes, deleted, encode_since(last), has_more=len(rows) > limit)

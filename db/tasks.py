@@ -33,6 +33,29 @@ distributed statement's RETURNING or WHERE."""
 TASK_COLUMNS = [column for column in tasks.c if column.name != "revision"] + [ETAG]
 TASK_FIELDS = [str(column.name) for column in TASK_COLUMNS]  # plain str keys for orjson
 
+
+def task_of(row) -> dict:
+    """A row that starts with TASK_COLUMNS as the contract's Task.
+
+    Written out as a dict display, which builds the dict at its final size in one step: half the
+    instructions of `dict(zip(TASK_FIELDS, row))` (callgrind), for every task of every page.
+    A test holds it to TASK_FIELDS, names and order."""
+    return {
+        "id": row[0],
+        "user_id": row[1],
+        "title": row[2],
+        "description": row[3],
+        "completed": row[4],
+        "completed_at": row[5],
+        "due_at": row[6],
+        "priority": row[7],
+        "tags": row[8],
+        "created_at": row[9],
+        "updated_at": row[10],
+        "etag": row[11],
+    }
+
+
 SORT_KEYS = {
     "created": tasks.c.created_at,
     "updated": tasks.c.updated_at,
@@ -121,14 +144,17 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+_CURSOR_KEY_COLUMNS = {
+    "created": "created_at",
+    "updated": "updated_at",
+    "title": "sort_key",  # lower(title), selected for a page by title only
+    "due_date": "due_at",
+    "priority": "priority",
+}
+
+
 def _cursor_key(sort: str, row) -> str | None:
-    value = {
-        "created": row["created_at"],
-        "updated": row["updated_at"],
-        "title": row["sort_key"],
-        "due_date": row["due_at"],
-        "priority": row["priority"],
-    }[sort]
+    value = row[_CURSOR_KEY_COLUMNS[sort]]
     return value.isoformat() if isinstance(value, datetime) else value
 
 
@@ -138,7 +164,10 @@ def list_statement(status: str, sort: str, order: str, filters: frozenset[str], 
     `after` continues after the row (`:after_key`, `:after_id`)."""
     key = SORT_KEYS[sort]
     descending = order == "desc"
-    statement = sa.select(*TASK_COLUMNS, key.label("sort_key")).where(tasks.c.user_id == sa.bindparam("user_id"))
+    # A title's sort key, lower(title), is the one not among the task's columns: a page by
+    # another sort selects only those (a second copy of a timestamp is a second one to decode).
+    columns = [*TASK_COLUMNS, key.label("sort_key")] if sort == "title" else TASK_COLUMNS
+    statement = sa.select(*columns).where(tasks.c.user_id == sa.bindparam("user_id"))
     if status != "all":
         statement = statement.where(tasks.c.completed.is_(status == "completed"))
     if "pattern" in filters:
@@ -276,7 +305,7 @@ class TaskStore:
 
     async def _one(self, statement: Compiled, values: dict) -> dict | None:
         rows = await self._fetch(statement, values)
-        return dict(zip(TASK_FIELDS, rows[0].values(), strict=False)) if rows else None
+        return task_of(rows[0]) if rows else None
 
     async def _missed(self, user_id: str, task_id: uuid.UUID, if_match: list[str] | None) -> NoReturn:
         """Why a write found no row: no such task (404), or another ETag than the caller's (412)."""
@@ -310,7 +339,7 @@ class TaskStore:
                 row = (await connection.execute(_insert(frozenset(fields)), values)).one_or_none()
                 if row is None:
                     raise QuotaExceeded("tasks", self.task_quota)  # the key's claim is rolled back too
-                task = dict(zip(TASK_FIELDS, row, strict=False))
+                task = task_of(row)
                 await idempotency.record(connection, user_id, key, fingerprint, task)
         self.on_change(user_id)
         return task, False
@@ -358,5 +387,5 @@ class TaskStore:
             rows = rows[:limit]
             last = rows[-1]
             next_cursor = Cursor(sort, order, _cursor_key(sort, last), str(last["id"])).encode()
-        items = [dict(zip(TASK_FIELDS, row.values(), strict=False)) for row in rows]  # the task columns come first
+        items = [task_of(row) for row in rows]
         return items, next_cursor
