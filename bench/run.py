@@ -55,7 +55,11 @@ MANY = 20_000  # users with 3 tasks each: every one of them active in the many-u
 # The targets (issue 18): flat-out throughput and CPU per request against the floor, p99 at 100
 # connections against the floor's, many users against 100, the in-process cost of a list request.
 VS_FLOOR, VS_FLOOR_STRETCH, VS_FASTAPI, CPU_VS_FLOOR = 0.75, 0.85, 3.4, 1.33
-P99_VS_FLOOR, MANY_VS_100, COST_US = 1.5, 0.9, 250
+P99_VS_FLOOR, MANY_VS_100 = 1.5, 0.9
+COST_US, COST_THEN_US, COST_THEN_COMMIT = 250, 367, "83bf9f6"
+"""The in-process target: 250 us on the machine where the code of the issue's day (83bf9f6) took
+367 us. Machines differ (seen here: the floor's figure from 350 to 775 us); on another one, the
+target is that commit's figure times 250/367, measured on the same machine (README)."""
 LUA = """
 local count = 0
 function setup(thread) thread:set("index", count); count = count + 1 end
@@ -462,9 +466,10 @@ def markdown(rows: list[dict], soaked: dict | None, in_process: dict[str, list[f
         api, reference = min(in_process["tasks-api"]), min(in_process["floor"])
         lines += [
             "",
-            f"In-process CPU per list request (bench/cost.py, 20 tasks, best of {len(in_process['floor'])} rounds; "
-            f"target <= {COST_US} us): {api:.0f} us; the floor's, the same way: {reference:.0f} us "
-            f"({api / reference:.2f}x).",
+            f"In-process CPU per list request (bench/cost.py, 20 tasks, best of {len(in_process['floor'])} rounds): "
+            f"{api:.0f} us; the floor's, the same way: {reference:.0f} us ({api / reference:.2f}x). "
+            f"Target: at most {COST_US / COST_THEN_US:.2f}x what {COST_THEN_COMMIT} takes on the same machine "
+            f"({COST_US} us where it took {COST_THEN_US} us).",
         ]
     return "\n".join(lines) + "\n"
 
